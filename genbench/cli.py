@@ -1,0 +1,85 @@
+"""The ``genbench`` command line. Each command group lives in ``genbench/commands/``."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from genbench import __version__
+from genbench.errors import GenbenchError
+
+app = typer.Typer(
+    name="genbench",
+    help="Benchmark generative models of 2D medical images: train, sample, score, tabulate.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err_console = Console(stderr=True)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"genbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """genbench: which generator makes the most realistic and diverse medical images?"""
+
+
+def _register_commands() -> None:
+    from genbench.commands import check, data, metrics, models, report, run, table
+
+    for module in (metrics, data, models, run, table, check, report):
+        module.register(app)
+
+
+_register_commands()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user errors become one line and exit code 2, bugs exit 1 with a hint."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except GenbenchError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return exc.exit_code
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        err_console.print("aborted")
+        return 130
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+    except Exception as exc:  # click's usage errors and genuine bugs
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return 2
+        err_console.print(
+            f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
+            "This is a bug in genbench; please report it with the command you ran "
+            "(set GENBENCH_DEBUG=1 for the traceback).",
+            highlight=False,
+            soft_wrap=True,
+        )
+        import os
+
+        if os.environ.get("GENBENCH_DEBUG"):
+            raise
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""The one result type every metric returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Status = Literal["ok", "unavailable", "failed"]
+
+# Which way is better, per metric name: +1 higher is better, -1 lower is better.
+DIRECTION: dict[str, int] = {
+    "is": +1,
+    "fid": -1,
+    "kid": -1,
+    "precision": +1,
+    "recall": +1,
+    "fds": -1,
+    "ds": -1,
+}
+
+METRIC_NAMES: tuple[str, ...] = ("is", "fid", "kid", "precision", "recall", "fds", "ds")
+
+
+@dataclass
+class MetricResult:
+    """One metric's value with everything needed to cite or reproduce it.
+
+    ``extra`` holds per-image or per-point arrays (nearest-SSIMs, t-SNE coordinates) that
+    figures use; only the keys listed in ``json_extra`` are written to JSON.
+    """
+
+    name: str
+    value: float | None
+    std: float | None = None
+    status: Status = "ok"
+    reason: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+    n_real: int | None = None
+    n_synth: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    json_extra: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "value": None if self.value is None else float(self.value),
+            "std": None if self.std is None else float(self.std),
+            "status": self.status,
+            "reason": self.reason,
+            "params": self.params,
+            "elapsed_s": round(float(self.elapsed_s), 4),
+            "n_real": self.n_real,
+            "n_synth": self.n_synth,
+        }
+        for key in self.json_extra:
+            val = self.extra.get(key)
+            out[key] = None if val is None else [float(v) for v in val]
+        return out
+
+    @classmethod
+    def unavailable(cls, name: str, reason: str, **params: Any) -> "MetricResult":
+        return cls(name=name, value=None, status="unavailable", reason=reason, params=params)
+
+    @classmethod
+    def failed(cls, name: str, reason: str, **params: Any) -> "MetricResult":
+        return cls(name=name, value=None, status="failed", reason=reason, params=params)
