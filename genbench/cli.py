@@ -48,7 +48,7 @@ _register_commands()
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors become one line and exit code 2, bugs exit 1 with a hint."""
     try:
-        app(args=argv, standalone_mode=False)
+        rc = app(args=argv, standalone_mode=False)  # click returns typer.Exit's code here
     except GenbenchError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return exc.exit_code
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("GENBENCH_DEBUG"):
             raise
         return 1
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":

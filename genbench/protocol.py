@@ -89,3 +89,16 @@ def create_generator(
 ) -> Generator:
     """Build a registered generator from one of its named presets."""
     return get_factory(name)(preset=preset, resolution=resolution, **overrides)
+
+
+DEFAULT_PRESETS = ("quick", "paper")
+
+
+def factory_presets(factory: Callable[..., Any]) -> tuple[str, ...]:
+    """The preset names a factory offers: its (or its class's) ``presets`` mapping when it
+    has one, else the two every generator must have."""
+    for owner in (factory, getattr(factory, "__self__", None)):
+        presets = getattr(owner, "presets", None)
+        if isinstance(presets, dict) and presets:
+            return tuple(presets)
+    return DEFAULT_PRESETS

@@ -1,9 +1,235 @@
-"""`genbench metrics` (to be filled by its issue)."""
+"""`genbench metrics REAL SYNTH`: every metric between two image folders (or files)."""
 
 from __future__ import annotations
 
+import json
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from genbench.errors import GenbenchError, InputError, UsageError
+
+HELP = (
+    "Score SYNTH against REAL: IS, FID, KID, precision/recall (Inception-v3 as torch-fidelity "
+    "defines it), FDS (joint t-SNE Gaussian KL) and DS (nearest-neighbour SSIM histogram KL).\n\n"
+    "REAL and SYNTH are folders (read recursively) or single files: PNG/TIFF 8/16-bit, NPY/NPZ, "
+    "DICOM, NIfTI.\n\n"
+    "Exit codes: 0 done; 1 internal error (or a metric failed); 2 bad input or usage "
+    "(with --strict also: a requested metric unavailable)."
+)
+
+
+class StrictError(GenbenchError):
+    """--strict and a requested metric was not computed."""
+
+
+def _parse_range(text: str | None, option: str) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    parts = text.replace(":", ",").split(",")
+    try:
+        lo, hi = (float(p) for p in parts)
+    except ValueError:
+        raise UsageError(f"{option} expects LO,HI (two numbers), got {text!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise UsageError(f"{option} expects finite LO < HI, got {text!r}")
+    return lo, hi
+
+
+def _check_json_target(path: Path) -> None:
+    """Refuse to replace a file that is not an earlier genbench metrics report (never clobber user files)."""
+    if path.is_dir():
+        raise InputError("--json target is a folder", str(path))
+    if not path.exists():
+        return
+    try:
+        prev = json.loads(path.read_text(encoding="utf-8"))
+        ours = isinstance(prev, dict) and "genbench_version" in prev and "metrics" in prev
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        ours = False
+    if not ours:
+        raise InputError("exists and is not a genbench metrics report; refusing to overwrite it "
+                         "(choose another --json path or remove the file)", str(path))
+
+
+@contextmanager
+def _progress_bars(console: Console, enabled: bool) -> Iterator[Any]:
+    """A ProgressFactory drawing rich bars (with throughput) on stderr; None when disabled."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            return Text(f"{task.speed:.1f}/s" if task.speed and task.total and task.total > 1 else "")
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  RateColumn(), TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+                  transient=True) as bars:
+
+        def factory(description: str, total: int | None):
+            task = bars.add_task(description, total=total)
+
+            def advance(n: int, total: int | None = None) -> None:
+                if total is not None:
+                    bars.update(task, total=total)
+                bars.advance(task, n)
+
+            return advance
+
+        yield factory
+
+
+def _fmt(r: Any) -> str:
+    if r.status != "ok" or r.value is None:
+        return "—"
+    text = f"{r.value:.6g}"
+    if r.std is not None:
+        text += f" ± {r.std:.3g}"
+    return text
+
+
+def render_table(report: Any) -> Table:
+    from genbench.metrics.result import DIRECTION
+
+    table = Table(title=f"genbench metrics: {report.synth.n} synthetic vs {report.real.n} real images")
+    table.add_column("metric")
+    table.add_column("better", justify="center")
+    table.add_column("value", justify="right")
+    if report.floor is not None:
+        table.add_column("real-vs-real floor", justify="right")
+    table.add_column("status")
+    for m in report.options.metrics:
+        r = report.metrics[m]
+        status = {"ok": "[green]ok[/]", "unavailable": "[yellow]unavailable[/]",
+                  "failed": "[red]failed[/]"}[r.status]
+        if r.reason and r.status != "ok":
+            first = r.reason if len(r.reason) <= 90 else r.reason[:87] + "..."
+            status += f" {first}"
+        row = [m.upper() if len(m) <= 3 else m, "↑" if DIRECTION[m] > 0 else "↓", _fmt(r)]
+        if report.floor is not None:
+            row.append(_fmt(report.floor[m]))
+        row.append(status)
+        table.add_row(*row)
+    return table
+
+
+def metrics_command(
+    real: Annotated[Path, typer.Argument(help="Folder or file of real images.", show_default=False)],
+    synth: Annotated[Path, typer.Argument(help="Folder or file of synthetic images.", show_default=False)],
+    metrics: Annotated[str, typer.Option(
+        "--metrics", help="Comma-separated: is,fid,kid,prc,fds,ds (prc = precision + recall) or all.")] = "all",
+    inception_weights: Annotated[Path | None, typer.Option(
+        "--inception-weights", help="Inception-v3 weights file (torch-fidelity's format). Default: "
+        "torch-fidelity's cache (<torch hub>/checkpoints). Never downloaded.")] = None,
+    inception_backend: Annotated[str, typer.Option(
+        "--inception-backend", help="'genbench' (fast, cached features) or 'torch-fidelity' (reference).")
+    ] = "genbench",
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto.")] = "auto",
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Inception batch size.")] = 32,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for IS shuffling, KID subsets, FDS, the floor split.")
+                    ] = 0,
+    floor: Annotated[bool, typer.Option(
+        "--floor", help="Also score two disjoint random halves of REAL against each other.")] = False,
+    json_out: Annotated[Path | None, typer.Option(
+        "--json", help="Write the full report as JSON (atomically).")] = None,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Exit 2 when a requested metric is unavailable (e.g. missing weights).")] = False,
+    skip_bad: Annotated[bool, typer.Option(
+        "--skip-bad", help="Skip unreadable files (listed in the report) instead of stopping.")] = False,
+    resize: Annotated[int | None, typer.Option(
+        "--resize", help="Resize every image to N x N (needed for folders of mixed sizes).")] = None,
+    hu_window: Annotated[str | None, typer.Option(
+        "--hu-window", help="LO,HI: CT window in HU mapped to [-1, 1] (DICOM/NIfTI), e.g. -1024,3012.")] = None,
+    value_range: Annotated[str | None, typer.Option(
+        "--value-range", help="LO,HI: raw value range mapped to [-1, 1] for arrays without a declared range.")
+    ] = None,
+    fds_seeds: Annotated[int, typer.Option("--fds-seeds", help="Number of t-SNE seeds FDS averages over.")] = 3,
+    kid_subset_size: Annotated[int | None, typer.Option(
+        "--kid-subset-size", help="KID subset size. Default: min(n_real, n_synth, 1000).")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(
+        "--cache-dir", help="Inception feature cache. Default: $GENBENCH_CACHE/features or "
+        "~/.cache/genbench/features.")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the feature cache.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    from genbench.metrics.pipeline import EvalOptions, evaluate, parse_metric_names
+
+    names = parse_metric_names(metrics)
+    hu = _parse_range(hu_window, "--hu-window")
+    vr = _parse_range(value_range, "--value-range")
+    if resize is not None and resize < 8:
+        raise UsageError(f"--resize must be >= 8 pixels, got {resize}")
+    if inception_backend not in ("genbench", "torch-fidelity"):
+        raise UsageError(f"--inception-backend must be 'genbench' or 'torch-fidelity', got {inception_backend!r}")
+    if device != "auto" and not (device == "cpu" or device.startswith("cuda") or device == "mps"):
+        raise UsageError(f"--device must be cpu, cuda, cuda:N, mps or auto, got {device!r}")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {device}: CUDA is not available on this machine")
+    options = EvalOptions(
+        metrics=names, inception_weights=inception_weights, inception_backend=inception_backend,
+        device=device, batch_size=batch_size, seed=seed, fds_seeds=fds_seeds, floor=floor, strict=strict,
+        cache_dir=cache_dir, use_cache=not no_cache, kid_subset_size=kid_subset_size,
+    )
+    if json_out is not None:
+        _check_json_target(json_out)
+
+    from genbench.io import atomic_write_json, read_image_folder
+
+    err = Console(stderr=True)
+    out = Console()
+    sets = {}
+    for label, path in (("real", real), ("synth", synth)):
+        images = read_image_folder(path, resize=resize, skip_bad=skip_bad, hu_window=hu, value_range=vr,
+                                   progress=not quiet)
+        images.meta.setdefault("path", str(path))
+        if images.skipped:
+            err.print(f"[yellow]warning:[/] {label}: skipped {len(images.skipped)} file(s) (listed in the report)",
+                      highlight=False)
+        sets[label] = images
+
+    with _progress_bars(err, not quiet) as progress:
+        report = evaluate(sets["real"], sets["synth"], options, progress=progress)
+
+    out.print(render_table(report))
+    if json_out is not None:
+        atomic_write_json(json_out, report.to_json())
+        out.print(f"wrote {json_out}", highlight=False)
+
+    failed = [m for m, r in report.requested().items() if r.status == "failed"]
+    failed += [f"floor.{m}" for m, r in (report.floor or {}).items()
+               if m in report.options.metrics and r.status == "failed"]
+    if failed:
+        err.print(f"[bold red]error:[/] metric(s) failed: {', '.join(failed)} (reasons in the table"
+                  f"{' and the JSON' if json_out else ''}); this is a bug in genbench, please report it.",
+                  highlight=False)
+        raise typer.Exit(1)
+    if strict:
+        missing = report.not_ok()
+        if missing:
+            reasons = "; ".join(f"{m}: {r.reason}" for m, r in missing.items())
+            raise StrictError(f"--strict: metric(s) not computed: {reasons}")
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("metrics", help=HELP, no_args_is_help=True)(metrics_command)

@@ -1,9 +1,101 @@
-"""`genbench run` (to be filled by its issue)."""
+"""`genbench run`: train (or load), sample, evaluate and tabulate; resumable."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 
+def run(
+    dataset: str = typer.Option(..., "--dataset", "-d", help="chest | heart | pelvic | abdomen"),
+    models: str = typer.Option("all", "--models", "-m", help="'all' or a comma list of generators."),
+    preset: str = typer.Option("quick", "--preset", "-p", help="quick (CPU, minutes) | paper (GPU)."),
+    data: Path | None = typer.Option(
+        None, "--data", help="Real data folder (default: the built-in phantom)."
+    ),
+    out: Path = typer.Option(Path("runs"), "--out", "-o", help="Root of the run folders."),
+    device: str | None = typer.Option(None, "--device", help="cpu | cuda (default: GPU if any)."),
+    size: int | None = typer.Option(None, "--size", help="Image size (default: 32 quick, 256 paper)."),
+    n_images: int | None = typer.Option(
+        None, "--n-images", help="Images to prepare (phantom count / cap on real data)."
+    ),
+    n_samples: int | None = typer.Option(
+        None, "--n-samples", help="Samples per model (default: size of the held-out set)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed for data split, training and sampling."),
+    force: bool = typer.Option(False, "--force", help="Redo every stage, even finished ones."),
+    inception_weights: Path | None = typer.Option(
+        None, "--inception-weights", help="pt_inception-2015-12-05 weights file (for IS/FID/KID/PR)."
+    ),
+    steps: int | None = typer.Option(
+        None, "--steps", help="Override every model's training steps (smoke tests)."
+    ),
+    metrics: str | None = typer.Option(
+        None, "--metrics", help="Comma list of metrics (default: all: is,fid,kid,precision,recall,fds,ds)."
+    ),
+    set_: list[str] = typer.Option(
+        [], "--set", help="Model config override: key=value (every model) or model.key=value (repeatable)."
+    ),
+    figures: bool = typer.Option(True, "--figures/--no-figures", help="Draw the figures."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only notices, errors and the table."),
+) -> None:
+    """Benchmark generators on one dataset: train -> sample -> evaluate -> table, resumable."""
+    from genbench.metrics.result import METRIC_NAMES
+    from genbench.runner import Reporter, RunConfig, parse_overrides, run_benchmark
+
+    cfg = RunConfig(
+        dataset=dataset,
+        models=[models],
+        preset=preset,
+        data_dir=data,
+        out=out,
+        device=device,
+        size=size,
+        n_images=n_images,
+        n_samples=n_samples,
+        seed=seed,
+        force=force,
+        inception_weights=inception_weights,
+        steps=steps,
+        metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()) if metrics else METRIC_NAMES,
+        overrides=parse_overrides(set_),
+        figures=figures,
+    )
+    results = run_benchmark(cfg, Reporter(quiet=quiet))
+    print_summary(results)
+    failed = [m for m, e in results["models"].items() if e.get("error")]
+    typer.echo(f"results: {cfg.root / 'results.json'}  table: {cfg.root / 'table.md'}", err=True)
+    if failed:
+        typer.echo(f"{len(failed)} model(s) failed: {', '.join(failed)}", err=True)
+        raise typer.Exit(1)
+
+
+def print_summary(results: dict) -> None:
+    """The terminal summary: models as rows, metrics as columns, best in bold (± std in table.md)."""
+    from rich.console import Console
+    from rich.table import Table as RichTable
+
+    from genbench.report.tables import collect, format_value, metric_label
+
+    table = collect([results])
+    col = table.columns[0]
+    rt = RichTable(title=f"{results['dataset']} ({results.get('preset')})", title_style="bold",
+                   caption="± std: table.md", caption_style="dim")
+    rt.add_column("model", no_wrap=True)
+    for block in table.blocks:
+        rt.add_column(metric_label(block.metric), justify="right", no_wrap=True)
+    names = [r.model for r in table.blocks[0].rows] if table.blocks else []
+    for i, name in enumerate(names):
+        cells = []
+        for block in table.blocks:
+            row = block.rows[i]
+            text = format_value(block.metric, row.cells[col], with_std=False)
+            cells.append(f"[bold green]{text}[/]" if col in row.best else text)
+        reference = table.blocks[0].rows[i].reference
+        rt.add_row("floor" if reference else name, *cells, style="italic dim" if reference else None)
+    Console().print(rt)
+
+
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("run")(run)

@@ -1,0 +1,362 @@
+"""IS, FID, KID and precision/recall on Inception-v3 features, as torch-fidelity defines them.
+
+Two backends compute the same numbers:
+
+- ``"genbench"`` (default): features from :class:`~genbench.metrics.inception.InceptionFeatureExtractor`
+  (fast, cached) and the formulas below, written against torch-fidelity 0.4's definitions and
+  checked against it in the tests;
+- ``"torch-fidelity"``: the images are handed to ``torch_fidelity.calculate_metrics`` in memory
+  (uint8, grayscale replicated to RGB), the reference implementation.
+
+Conventions follow torch-fidelity: input1 is the synthetic set, input2 the real one. IS is the
+synthetic set's; precision is the fraction of synthetic samples inside the real manifold, recall
+the fraction of real samples inside the synthetic one. Precision/recall use the Inception pool3
+features (torch-fidelity's own default for ``prc`` is VGG-16, whose weights are not available
+here; the backbone is recorded in ``params``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from genbench.errors import GenbenchError
+from genbench.metrics.inception import (
+    InceptionFeatureExtractor,
+    InceptionFeatures,
+    file_sha256,
+    load_inception_state_dict,
+    resolve_inception_weights,
+    to_uint8_gray,
+)
+from genbench.metrics.result import MetricResult
+
+__all__ = [
+    "INCEPTION_METRICS",
+    "compute_inception_metrics",
+    "frechet_distance",
+    "gaussian_stats",
+    "inception_score",
+    "kernel_inception_distance",
+    "metrics_from_features",
+    "precision_recall",
+]
+
+INCEPTION_METRICS: tuple[str, ...] = ("is", "fid", "kid", "precision", "recall")
+BACKBONE = "inception-v3-compat (torch-fidelity), pool3 2048-d / unbiased logits 1008-d"
+
+# torch-fidelity 0.4 defaults, reproduced so that the values are comparable.
+IS_SPLITS = 10
+KID_SUBSETS = 100
+KID_SUBSET_SIZE = 1000
+KID_DEGREE, KID_COEF0 = 3, 1.0
+PRC_NEIGHBORHOOD = 3
+
+
+class MetricInputError(GenbenchError):
+    """A metric cannot be computed for these inputs (e.g. too few images); reported as unavailable."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Formulas.
+
+
+def inception_score(logits: np.ndarray, *, splits: int = IS_SPLITS, seed: int = 0,
+                    shuffle: bool = True) -> tuple[float, float]:
+    """Mean and std over ``splits`` of exp(E_x KL(p(y|x) || p(y))), rows shuffled with ``seed``."""
+    n = len(logits)
+    if n < 2 or n < splits:
+        raise MetricInputError(f"IS needs at least max(2, splits={splits}) images, got {n}")
+    z = torch.from_numpy(np.asarray(logits)).double()
+    if shuffle:
+        z = z[torch.from_numpy(np.random.RandomState(seed).permutation(n))]
+    log_p = torch.log_softmax(z, dim=1)
+    p = log_p.exp()
+    scores = []
+    for i in range(splits):
+        lo, hi = i * n // splits, (i + 1) * n // splits
+        log_q = torch.log(p[lo:hi].mean(dim=0, keepdim=True))
+        kl = (p[lo:hi] * (log_p[lo:hi] - log_q)).sum(dim=1).mean()
+        scores.append(float(torch.exp(kl)))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and unbiased covariance (float64)."""
+    f = np.asarray(features, dtype=np.float64)
+    return f.mean(axis=0), np.cov(f, rowvar=False)
+
+
+def _psd_factor(features: np.ndarray) -> np.ndarray:
+    """A (d, k) matrix L with L L^T equal to the unbiased covariance, k = min(n - 1, d)-ish.
+
+    With fewer samples than dimensions the centred data itself is the cheapest exact factor;
+    otherwise the covariance's eigen-decomposition (negative round-off eigenvalues clipped).
+    """
+    f = np.asarray(features, dtype=np.float64)
+    n, d = f.shape
+    centred = f - f.mean(axis=0)
+    if n <= d:
+        return centred.T / np.sqrt(n - 1)
+    w, v = np.linalg.eigh(centred.T @ centred / (n - 1))
+    return v * np.sqrt(np.clip(w, 0.0, None))
+
+
+def frechet_distance(feat_a: np.ndarray, feat_b: np.ndarray) -> float:
+    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)), all in float64.
+
+    Tr((S_a S_b)^(1/2)) is the sum of the singular values of L_a^T L_b for any factors
+    S = L L^T: the eigenvalues of S_a S_b are those of (L_a^T L_b)(L_a^T L_b)^T. This avoids the
+    non-symmetric eigenproblem (and its complex round-off) that sqrtm-based code solves.
+    """
+    a, b = np.asarray(feat_a, np.float64), np.asarray(feat_b, np.float64)
+    if len(a) < 2 or len(b) < 2:
+        raise MetricInputError(f"FID needs at least 2 images per set, got {len(a)} and {len(b)}")
+    la, lb = _psd_factor(a), _psd_factor(b)
+    tr_cov = float((la * la).sum() + (lb * lb).sum())
+    tr_sqrt = float(np.linalg.svd(la.T @ lb, compute_uv=False).sum())
+    diff = a.mean(axis=0) - b.mean(axis=0)
+    return float(diff @ diff + tr_cov - 2.0 * tr_sqrt)
+
+
+def kernel_inception_distance(feat_synth: np.ndarray, feat_real: np.ndarray, *, subsets: int = KID_SUBSETS,
+                              subset_size: int = KID_SUBSET_SIZE, seed: int = 0,
+                              degree: int = KID_DEGREE, coef0: float = KID_COEF0) -> tuple[float, float]:
+    """Unbiased MMD^2 with the cubic polynomial kernel, mean/std over random subsets.
+
+    Subsets are drawn exactly as torch-fidelity draws them (one RandomState; synthetic first).
+    The Gram matrices are computed once on all features and indexed per subset.
+    """
+    x = np.asarray(feat_synth, dtype=np.float64)
+    y = np.asarray(feat_real, dtype=np.float64)
+    nx, ny = len(x), len(y)
+    if subset_size < 2 or nx < subset_size or ny < subset_size:
+        raise MetricInputError(
+            f"KID subset size {subset_size} needs at least that many images per set (and >= 2); "
+            f"got {nx} synthetic and {ny} real")
+    gamma = 1.0 / x.shape[1]
+    gxx, gyy, gxy = x @ x.T, y @ y.T, x @ y.T
+    rng = np.random.RandomState(seed)
+    m = subset_size
+    mmds = np.empty(subsets)
+    for i in range(subsets):
+        ix = rng.choice(nx, m, replace=False)
+        iy = rng.choice(ny, m, replace=False)
+        kxx = (gxx[np.ix_(ix, ix)] * gamma + coef0) ** degree
+        kyy = (gyy[np.ix_(iy, iy)] * gamma + coef0) ** degree
+        kxy = (gxy[np.ix_(ix, iy)] * gamma + coef0) ** degree
+        off_xx = kxx.sum() - np.trace(kxx)
+        off_yy = kyy.sum() - np.trace(kyy)
+        mmds[i] = (off_xx + off_yy) / (m * (m - 1)) - 2.0 * kxy.sum() / (m * m)
+    return float(mmds.mean()), float(mmds.std())
+
+
+def _pairwise_dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
+    return sq.clamp_min_(0.0).sqrt_()
+
+
+def precision_recall(feat_synth: np.ndarray, feat_real: np.ndarray, *,
+                     neighborhood: int = PRC_NEIGHBORHOOD) -> tuple[float, float]:
+    """Improved precision/recall (Kynkaanniemi et al. 2019) with k-NN balls, k = ``neighborhood``.
+
+    Precision: fraction of synthetic samples within the k-NN radius of some real sample;
+    recall: fraction of real samples within the k-NN radius of some synthetic sample.
+    Distances in float64.
+    """
+    s = torch.from_numpy(np.asarray(feat_synth, np.float64))
+    r = torch.from_numpy(np.asarray(feat_real, np.float64))
+    if len(s) <= neighborhood or len(r) <= neighborhood:
+        raise MetricInputError(
+            f"precision/recall need more than {neighborhood} images per set, got {len(s)} and {len(r)}")
+    # k-th nearest neighbour excluding the point itself: kthvalue(k + 1) counts the zero self-distance.
+    rad_s = _pairwise_dist(s, s).kthvalue(neighborhood + 1, dim=1).values
+    rad_r = _pairwise_dist(r, r).kthvalue(neighborhood + 1, dim=1).values
+    d_rs = _pairwise_dist(r, s)
+    recall = (d_rs <= rad_s[None, :]).any(dim=1).double().mean().item()
+    precision = (d_rs.T <= rad_r[None, :]).any(dim=1).double().mean().item()
+    return float(precision), float(recall)
+
+
+# ---------------------------------------------------------------------------------------------
+# From features to MetricResults.
+
+
+def _guard(name: str, fn: Callable[[], MetricResult]) -> MetricResult:
+    """A metric that cannot run becomes 'unavailable' (user-fixable) or 'failed' (a bug), never a crash."""
+    t0 = time.perf_counter()
+    try:
+        res = fn()
+    except GenbenchError as exc:
+        res = MetricResult.unavailable(name, str(exc))
+    except Exception as exc:  # noqa: BLE001 - reported in the result, with its type
+        res = MetricResult.failed(name, f"{type(exc).__name__}: {exc}")
+    res.elapsed_s += time.perf_counter() - t0
+    return res
+
+
+def metrics_from_features(synth: InceptionFeatures, real: InceptionFeatures, *, metrics: set[str] | frozenset[str],
+                          seed: int = 0, kid_subset_size: int | None = None, kid_subsets: int = KID_SUBSETS,
+                          is_splits: int = IS_SPLITS, common: dict[str, Any] | None = None,
+                          ) -> dict[str, MetricResult]:
+    """IS/FID/KID/precision/recall from precomputed features. ``common`` is merged into every params."""
+    common = dict(common or {})
+    ns, nr = len(synth), len(real)
+    out: dict[str, MetricResult] = {}
+
+    def make(name: str, value: float, std: float | None, params: dict[str, Any]) -> MetricResult:
+        return MetricResult(name=name, value=value, std=std, params={**common, **params},
+                            n_real=nr, n_synth=ns)
+
+    if "is" in metrics:
+        def _is() -> MetricResult:
+            splits = is_splits
+            params: dict[str, Any] = {"feature": "logits_unbiased", "splits": splits, "shuffle_seed": seed,
+                                      "set": "synth"}
+            if ns < splits:
+                # Fewer images than splits would leave empty splits (torch-fidelity returns NaN).
+                splits = max(1, ns // 2)
+                params.update(splits=splits, splits_adapted=f"{is_splits} -> {splits} (n_synth={ns})")
+            mean, std = inception_score(synth.logits, splits=splits, seed=seed)
+            return make("is", mean, std, params)
+        out["is"] = _guard("is", _is)
+    if "fid" in metrics:
+        out["fid"] = _guard("fid", lambda: make(
+            "fid", frechet_distance(real.pool3, synth.pool3), None,
+            {"feature": "2048", "sqrtm": "float64, nuclear norm of covariance factors"}))
+    if "kid" in metrics:
+        def _kid() -> MetricResult:
+            params: dict[str, Any] = {"feature": "2048", "subsets": kid_subsets, "kernel": "poly",
+                                      "degree": KID_DEGREE, "gamma": "1/2048", "coef0": KID_COEF0,
+                                      "estimator": "unbiased", "seed": seed}
+            size = kid_subset_size
+            if size is None:
+                size = min(ns, nr, KID_SUBSET_SIZE)
+                if size < KID_SUBSET_SIZE:
+                    params["subset_size_adapted"] = f"{KID_SUBSET_SIZE} -> {size} (min(n_real, n_synth))"
+            params["subset_size"] = size
+            mean, std = kernel_inception_distance(synth.pool3, real.pool3, subsets=kid_subsets,
+                                                  subset_size=size, seed=seed)
+            return make("kid", mean, std, params)
+        out["kid"] = _guard("kid", _kid)
+    if "precision" in metrics or "recall" in metrics:
+        t0 = time.perf_counter()
+        params = {"feature": "2048", "neighborhood": PRC_NEIGHBORHOOD, "distance": "euclidean, float64"}
+        try:
+            p, r = precision_recall(synth.pool3, real.pool3)
+            pr: dict[str, MetricResult] = {"precision": make("precision", p, None, params),
+                                           "recall": make("recall", r, None, params)}
+        except GenbenchError as exc:
+            pr = {k: MetricResult.unavailable(k, str(exc), **{**common, **params}) for k in ("precision", "recall")}
+        except Exception as exc:  # noqa: BLE001
+            pr = {k: MetricResult.failed(k, f"{type(exc).__name__}: {exc}") for k in ("precision", "recall")}
+        dt = time.perf_counter() - t0
+        for k in ("precision", "recall"):
+            if k in metrics:
+                pr[k].elapsed_s = dt
+                out[k] = pr[k]
+    return out
+
+
+def _resolve_device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def compute_inception_metrics(real: torch.Tensor, synth: torch.Tensor, *, metrics: set[str] | frozenset[str],
+                              weights: str | os.PathLike[str] | None = None, device: str = "cpu",
+                              batch_size: int = 32, seed: int = 0, cache_dir: str | os.PathLike[str] | None = None,
+                              use_cache: bool = True, kid_subset_size: int | None = None,
+                              backend: str = "genbench") -> dict[str, MetricResult]:
+    """IS/FID/KID/precision/recall between two canonical (N,1,H,W) sets.
+
+    Missing weights give 'unavailable' results whose reason says how to provide them.
+    """
+    wanted = set(metrics) & set(INCEPTION_METRICS)
+    if not wanted:
+        return {}
+    try:
+        wpath = resolve_inception_weights(weights)
+    except GenbenchError as exc:
+        return {m: MetricResult.unavailable(m, str(exc)) for m in sorted(wanted)}
+    if backend == "torch-fidelity":
+        return _via_torch_fidelity(real, synth, wanted, wpath, _resolve_device(device), batch_size, seed,
+                                   kid_subset_size)
+    if backend != "genbench":
+        raise ValueError(f"unknown Inception backend {backend!r}: use 'genbench' or 'torch-fidelity'")
+    ext = InceptionFeatureExtractor(wpath, device=_resolve_device(device), batch_size=batch_size)
+    t0 = time.perf_counter()
+    fr, _ = ext.features(real, cache_dir=cache_dir, use_cache=use_cache)
+    fs, _ = ext.features(synth, cache_dir=cache_dir, use_cache=use_cache)
+    t_feat = time.perf_counter() - t0
+    common = {"backbone": BACKBONE, "weights_sha256": ext.weights_sha256, "backend": "genbench",
+              "preprocessing": ext.preprocessing()}
+    res = metrics_from_features(fs, fr, metrics=wanted, seed=seed, kid_subset_size=kid_subset_size, common=common)
+    for r in res.values():
+        r.elapsed_s += t_feat / max(1, len(res))
+    return res
+
+
+class _UInt8RGB(torch.utils.data.Dataset):
+    """In-memory dataset torch-fidelity accepts: uint8 3xHxW per item (grayscale replicated)."""
+
+    def __init__(self, images: torch.Tensor) -> None:
+        self.u8 = to_uint8_gray(images)
+
+    def __len__(self) -> int:
+        return len(self.u8)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        x = self.u8[i]
+        return x.expand(3, -1, -1).contiguous() if x.shape[0] == 1 else x
+
+
+def _via_torch_fidelity(real: torch.Tensor, synth: torch.Tensor, wanted: set[str], wpath: Path,
+                        device: torch.device, batch_size: int, seed: int,
+                        kid_subset_size: int | None) -> dict[str, MetricResult]:
+    import torch_fidelity
+
+    # torch-fidelity unpickles the file with weights_only=False: refuse anything that does not load
+    # as a plain tensor state dict first.
+    load_inception_state_dict(wpath)
+    ns, nr = len(synth), len(real)
+    kwargs: dict[str, Any] = dict(
+        input1=_UInt8RGB(synth), input2=_UInt8RGB(real), cuda=device.type == "cuda", batch_size=batch_size,
+        feature_extractor="inception-v3-compat", feature_extractor_weights_path=str(wpath),
+        feature_layer_prc="2048", rng_seed=seed, cache=False, verbose=False, save_cpu_ram=True,
+        isc="is" in wanted, fid="fid" in wanted, kid="kid" in wanted,
+        prc=bool({"precision", "recall"} & wanted),
+    )
+    common = {"backbone": BACKBONE, "weights_sha256": file_sha256(wpath), "backend": "torch-fidelity",
+              "torch_fidelity_version": torch_fidelity.__version__}
+    size = kid_subset_size if kid_subset_size is not None else min(ns, nr, KID_SUBSET_SIZE)
+    splits = IS_SPLITS if ns >= IS_SPLITS else max(1, ns // 2)
+    kwargs.update(kid_subset_size=size, isc_splits=splits)
+    t0 = time.perf_counter()
+    try:
+        raw = torch_fidelity.calculate_metrics(**kwargs)
+    except Exception as exc:  # noqa: BLE001
+        return {m: MetricResult.failed(m, f"torch-fidelity: {type(exc).__name__}: {exc}") for m in wanted}
+    dt = time.perf_counter() - t0
+    table = {
+        "is": ("inception_score_mean", "inception_score_std", {"feature": "logits_unbiased", "splits": splits}),
+        "fid": ("frechet_inception_distance", None, {"feature": "2048"}),
+        "kid": ("kernel_inception_distance_mean", "kernel_inception_distance_std",
+                {"feature": "2048", "subset_size": size, "subsets": KID_SUBSETS}),
+        "precision": ("precision", None, {"feature": "2048", "neighborhood": PRC_NEIGHBORHOOD}),
+        "recall": ("recall", None, {"feature": "2048", "neighborhood": PRC_NEIGHBORHOOD}),
+    }
+    out = {}
+    for m in sorted(wanted):
+        key, key_std, params = table[m]
+        out[m] = MetricResult(name=m, value=float(raw[key]), std=None if key_std is None else float(raw[key_std]),
+                              params={**common, **params, "seed": seed}, elapsed_s=dt / len(wanted),
+                              n_real=nr, n_synth=ns)
+    return out

@@ -1,0 +1,333 @@
+"""Comparison tables in the paper's layout: one block per metric, rows = models, columns = datasets.
+
+The best model per column and metric is marked (bold in Markdown and LaTeX), in the metric's
+own direction (``genbench.metrics.result.DIRECTION``). The real-vs-real floor is a reference
+row at the bottom of each block: it shows what "indistinguishable" scores at this sample size
+and never competes for bold.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from genbench.errors import UsageError
+from genbench.metrics.result import DIRECTION, METRIC_NAMES
+from genbench.report.results import FLOOR_ROW, Cell, column_label, metric_cell
+
+FORMATS = ("csv", "md", "latex", "json")
+
+# The paper's model order; models it does not know follow alphabetically.
+MODEL_ORDER = ("wgan-gp", "pggan", "stylegan", "ddpm", "mt-ddpm")
+
+LABELS = {
+    "is": "IS",
+    "fid": "FID",
+    "kid": "KID",
+    "precision": "Precision",
+    "recall": "Recall",
+    "fds": "FDS",
+    "ds": "DS",
+}
+# Decimals shown per metric (KID values are ~1e-2, so they need more).
+DECIMALS = {"is": 2, "fid": 2, "kid": 4, "precision": 3, "recall": 3, "fds": 3, "ds": 3}
+NA = "n/a"
+
+
+@dataclass
+class Row:
+    model: str
+    reference: bool  # the floor row: shown, never bold
+    cells: dict[str, Cell]  # column label -> cell
+    best: set[str] = field(default_factory=set)  # columns where this row is best
+
+
+@dataclass
+class Block:
+    metric: str
+    rows: list[Row]
+
+    @property
+    def direction(self) -> int:
+        return DIRECTION.get(self.metric, -1)
+
+
+@dataclass
+class Table:
+    columns: list[str]
+    blocks: list[Block]
+
+
+def _model_sort_key(name: str) -> tuple[int, str]:
+    return (MODEL_ORDER.index(name), "") if name in MODEL_ORDER else (len(MODEL_ORDER), name)
+
+
+def format_value(metric: str, cell: Cell, *, with_std: bool = True, pm: str = " ± ") -> str:
+    if not cell.available:
+        return NA
+    d = DECIMALS.get(metric, 3)
+    text = f"{cell.value:.{d}f}"
+    if with_std and cell.std is not None and math.isfinite(cell.std):
+        text += f"{pm}{cell.std:.{d}f}"
+    return text
+
+
+def collect(results: list[dict[str, Any]], metrics: list[str] | None = None) -> Table:
+    """Arrange results (one per dataset) into metric blocks and mark the best cells."""
+    if not results:
+        raise UsageError("no results to tabulate")
+    columns = [column_label(r, results) for r in results]
+    if len(set(columns)) != len(columns):
+        dupes = sorted({c for c in columns if columns.count(c) > 1})
+        raise UsageError(f"two results files share the column {dupes[0]!r}; pass each run once")
+    models = sorted({m for r in results for m in r["models"]}, key=_model_sort_key)
+
+    if metrics is None:
+        present: set[str] = set()
+        for r in results:
+            asked = (r.get("settings") or {}).get("metrics")
+            if asked:
+                present.update(asked)
+                continue
+            rows = [(e or {}).get("metrics") for e in r["models"].values()] + [r.get("floor")]
+            for mj in rows:
+                for name, entry in ((mj or {}).get("metrics") or {}).items():
+                    if not str((entry or {}).get("reason") or "").startswith("not requested"):
+                        present.add(name)
+        metrics = [m for m in METRIC_NAMES if m in present]
+        metrics += sorted(present - set(METRIC_NAMES))
+    else:
+        unknown = [m for m in metrics if m not in DIRECTION]
+        if unknown:
+            raise UsageError(
+                f"unknown metric {unknown[0]!r}; known: {', '.join(METRIC_NAMES)}"
+            )
+
+    blocks: list[Block] = []
+    for metric in metrics:
+        rows: list[Row] = []
+        for model in models:
+            cells = {}
+            for col, r in zip(columns, results):
+                entry = r["models"].get(model)
+                cells[col] = metric_cell((entry or {}).get("metrics"), metric)
+            rows.append(Row(model, False, cells))
+        if any(r.get("floor") for r in results):
+            cells = {col: metric_cell(r.get("floor"), metric) for col, r in zip(columns, results)}
+            rows.append(Row(FLOOR_ROW, True, cells))
+        block = Block(metric, rows)
+        _mark_best(block, columns)
+        blocks.append(block)
+    return Table(columns, blocks)
+
+
+def _mark_best(block: Block, columns: list[str]) -> None:
+    d = DECIMALS.get(block.metric, 3)
+    for col in columns:
+        # Compare what the reader sees: values equal at the shown precision tie for bold.
+        shown = {
+            i: round(row.cells[col].value, d)  # type: ignore[arg-type]
+            for i, row in enumerate(block.rows)
+            if not row.reference and row.cells[col].available
+        }
+        if not shown:
+            continue
+        target = max(shown.values()) if block.direction > 0 else min(shown.values())
+        for i, v in shown.items():
+            if v == target:
+                block.rows[i].best.add(col)
+
+
+def metric_label(metric: str, arrow: str | None = None) -> str:
+    up, down = ("↑", "↓") if arrow is None else arrow.split("|")
+    label = LABELS.get(metric, metric)
+    return f"{label} {up if DIRECTION.get(metric, -1) > 0 else down}"
+
+
+# --------------------------------------------------------------------------- renderers
+
+
+def to_csv(table: Table) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    header = ["metric", "better", "model", "reference"]
+    for col in table.columns:
+        header += [col, f"{col}_std"]
+    w.writerow(header)
+    for block in table.blocks:
+        for row in block.rows:
+            line: list[Any] = [
+                block.metric,
+                "higher" if block.direction > 0 else "lower",
+                row.model,
+                "true" if row.reference else "false",
+            ]
+            for col in table.columns:
+                c = row.cells[col]
+                line.append(repr(c.value) if c.available else "")
+                line.append(repr(c.std) if c.available and c.std is not None else "")
+            w.writerow(line)
+    return buf.getvalue()
+
+
+def to_json(table: Table) -> str:
+    blocks = []
+    for block in table.blocks:
+        rows = []
+        for row in block.rows:
+            rows.append(
+                {
+                    "model": row.model,
+                    "reference": row.reference,
+                    "cells": {
+                        col: {
+                            "value": row.cells[col].value if row.cells[col].available else None,
+                            "std": row.cells[col].std if row.cells[col].available else None,
+                            "status": row.cells[col].status,
+                            "best": col in row.best,
+                        }
+                        for col in table.columns
+                    },
+                }
+            )
+        blocks.append(
+            {
+                "metric": block.metric,
+                "better": "higher" if block.direction > 0 else "lower",
+                "rows": rows,
+            }
+        )
+    return json.dumps({"columns": table.columns, "blocks": blocks}, indent=2) + "\n"
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("*", "\\*").replace("_", "\\_")
+
+
+def to_markdown(table: Table) -> str:
+    head = ["Metric", "Model", *(_md_escape(c) for c in table.columns)]
+    lines = [
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join([":---", ":---"] + ["---:"] * len(table.columns)) + "|",
+    ]
+    for block in table.blocks:
+        for i, row in enumerate(block.rows):
+            name = _md_escape(row.model)
+            cells = [metric_label(block.metric) if i == 0 else "", f"*{name}*" if row.reference else name]
+            for col in table.columns:
+                text = format_value(block.metric, row.cells[col])
+                cells.append(f"**{text}**" if col in row.best else text)
+            lines.append("| " + " | ".join(cells) + " |")
+    note = (
+        "\nBest value per column in **bold** (↑ higher is better, ↓ lower is better); "
+        "values are mean ± std where the metric defines one; "
+        f"*{FLOOR_ROW}* is the score of two halves of the real held-out set (a reference, "
+        "not a competitor); n/a = not computed or unavailable.\n"
+    )
+    return "\n".join(lines) + "\n" + note
+
+
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
+
+
+def latex_escape(text: str) -> str:
+    """Escape LaTeX's special characters; non-ASCII arrows/± are spelled as math commands."""
+    out = "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
+    return out.replace("±", r"$\pm$").replace("↑", r"$\uparrow$").replace("↓", r"$\downarrow$")
+
+
+def to_latex(table: Table, *, standalone: bool = False, caption: str | None = None) -> str:
+    import pandas as pd
+
+    index: list[tuple[str, str]] = []
+    data: list[list[str]] = []
+    style: list[list[str]] = []
+    for block in table.blocks:
+        label = latex_escape(metric_label(block.metric))
+        for row in block.rows:
+            name = latex_escape(row.model)
+            index.append((label, rf"\textit{{{name}}}" if row.reference else name))
+            data.append(
+                [latex_escape(format_value(block.metric, row.cells[c])) for c in table.columns]
+            )
+            style.append(["textbf: --rwrap;" if c in row.best else "" for c in table.columns])
+    columns = [latex_escape(c) for c in table.columns]
+    df = pd.DataFrame(data, index=pd.MultiIndex.from_tuples(index), columns=columns)
+    css = pd.DataFrame(style, index=df.index, columns=df.columns)
+    styler = df.style.apply(lambda _: css, axis=None)
+    if caption is None:
+        caption = (
+            "Comparison of generators. Best value per column in bold "
+            r"($\uparrow$ higher is better, $\downarrow$ lower is better); mean $\pm$ std where "
+            "defined; the real-vs-real floor is a reference, not a competitor."
+        )
+    body = styler.to_latex(
+        hrules=True,
+        multirow_align="naive",
+        clines="skip-last;data",
+        column_format="ll" + "r" * len(columns),
+        caption=caption,
+        position="t",
+        position_float="centering",
+    )
+    body = _booktabs_rules(body, n_cols=2 + len(columns))
+    if not standalone:
+        return body
+    return (
+        "% genbench comparison table. To use it in a paper, copy the table environment;\n"
+        "% it needs \\usepackage{booktabs}.\n"
+        "\\documentclass{article}\n\\usepackage{booktabs}\n\\usepackage[margin=1in]{geometry}\n"
+        "\\begin{document}\n" + body + "\\end{document}\n"
+    )
+
+
+def _booktabs_rules(body: str, n_cols: int) -> str:
+    # Styler separates index groups with \cline; booktabs wants \midrule between blocks and
+    # nothing right before \bottomrule. The first header row gets the index names.
+    lines = body.splitlines()
+    out: list[str] = []
+    for i, line in enumerate(lines):
+        if line.strip() == rf"\cline{{1-{n_cols}}}":
+            nxt = lines[i + 1].strip() if i + 1 < len(lines) else ""
+            if nxt != r"\bottomrule":
+                out.append(r"\midrule")
+            continue
+        out.append(line)
+    text = "\n".join(out) + "\n"
+    return text.replace("\\toprule\n &  & ", "\\toprule\nMetric & Model & ", 1)
+
+
+def build_table(
+    results: list[dict[str, Any]],
+    fmt: str,
+    *,
+    metrics: list[str] | None = None,
+    standalone: bool = False,
+) -> str:
+    """Render results (one per dataset) as ``csv``, ``md``, ``latex`` or ``json`` text."""
+    fmt = {"markdown": "md", "tex": "latex"}.get(fmt, fmt)
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown table format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    table = collect(results, metrics)
+    if fmt == "csv":
+        return to_csv(table)
+    if fmt == "json":
+        return to_json(table)
+    if fmt == "md":
+        return to_markdown(table)
+    return to_latex(table, standalone=standalone)
