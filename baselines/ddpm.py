@@ -25,10 +25,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from baselines._common import BaseConfig, BaseGenerator
 from baselines._diffusion import SPACINGS, GaussianDiffusion, linear_betas
 from baselines._unet import UNet
 from genbench.errors import UsageError
+from genbench.generator_base import BaseConfig, BaseGenerator
 from genbench.training import EMATarget, Engine, TrainingTask
 
 

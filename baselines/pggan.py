@@ -18,7 +18,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines._common import BaseConfig, BaseGenerator
 from baselines._gan_layers import (
     SQRT2,
     EqualizedConv2d,
@@ -29,6 +28,7 @@ from baselines._gan_layers import (
     gradient_penalty,
     upsample2x,
 )
+from genbench.generator_base import BaseConfig, BaseGenerator
 from genbench.training import EMATarget, Engine, TrainingTask
 
 

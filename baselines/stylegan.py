@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines._common import BaseConfig, BaseGenerator
 from baselines._gan_layers import (
     SQRT2,
     AdaConfig,
@@ -33,6 +32,7 @@ from baselines._gan_layers import (
     downsample2x,
     r1_penalty,
 )
+from genbench.generator_base import BaseConfig, BaseGenerator
 from genbench.training import EMATarget, Engine, TrainingTask
 
 

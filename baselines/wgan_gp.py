@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines._common import BaseConfig, BaseGenerator
+from genbench.generator_base import BaseConfig, BaseGenerator
 from genbench.training import Engine, TrainingTask
 
 

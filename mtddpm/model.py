@@ -19,40 +19,29 @@ Presets:
 from __future__ import annotations
 
 import copy
-import dataclasses
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from genbench.errors import InputError, UsageError
-from genbench.protocol import FitResult, ProgressCallback
-from genbench.training import EMATarget, Engine, EngineConfig, TrainingTask, fit_task
+from genbench.errors import UsageError
+from genbench.generator_base import BaseConfig, BaseGenerator
+from genbench.training import EMATarget, Engine, TrainingTask
 from mtddpm.diffusion import GaussianDiffusion, make_timestep_sampler
-from mtddpm.network import MTDDPMNet, NetworkConfig, count_parameters
+from mtddpm.network import MTDDPMNet, NetworkConfig
 from mtddpm.samplers import SAMPLERS, run_sampler
 
 NAME = "mt-ddpm"
 
 
 @dataclass
-class MTDDPMConfig:
-    # image and training loop
-    resolution: int = 32
-    batch_size: int = 16
-    steps: int = 1000
-    lr: float = 2e-4
+class MTDDPMConfig(BaseConfig):
+    # training loop (resolution, batch_size, steps, lr, ema_decay, checkpoint_every, log_every,
+    # mixed_precision, device and sample_batch_size come from BaseConfig)
     weight_decay: float = 0.0
     grad_clip: float | None = 1.0
-    ema_decay: float = 0.999
     ema_start: int = 0
-    checkpoint_every: int = 500
-    log_every: int = 10
-    mixed_precision: str = "no"
-    device: str | None = None
     # diffusion and loss
     num_timesteps: int = 4000
     noise_schedule: str = "linear"
@@ -67,7 +56,6 @@ class MTDDPMConfig:
     eta: float = 0.0
     clip_denoised: bool = True
     use_ema: bool = True
-    sample_batch_size: int = 64
     # network
     base_channels: int = 32
     channel_mult: tuple[int, ...] = (1, 2, 2, 4)
@@ -132,16 +120,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
 }
 
-# Options that do not change what is trained: a resumed run may change them.
-_RESUME_IGNORES = {
-    "steps", "checkpoint_every", "log_every", "device", "sample_batch_size", "sampler",
-    "sampling_steps", "spacing", "eta", "clip_denoised", "use_ema",
-}
-_ARCHITECTURE_KEYS = (
-    "resolution", "base_channels", "channel_mult", "swin_levels", "num_heads", "window_size",
-    "conv_sections", "swin_sections", "mlp_ratio", "norm_groups", "variance_activation",
-)
-
 
 class MTDDPMTask(TrainingTask):
     def __init__(self, model: MTDDPM) -> None:
@@ -190,78 +168,47 @@ class MTDDPMTask(TrainingTask):
         self.ts_sampler.load_state_dict(state.get("timestep_sampler", {}))
 
 
-class MTDDPM:
-    """The Swin-transformer DDPM with learned variance (Pan et al. 2023)."""
+class MTDDPM(BaseGenerator):
+    """The Swin-transformer DDPM with learned variance (Pan et al. 2023).
+
+    Construction, fit, save/load and parameter counts come from :class:`BaseGenerator`;
+    this class adds the network, the diffusion and the samplers.
+    """
 
     name: ClassVar[str] = NAME
+    config_class: ClassVar[type[BaseConfig]] = MTDDPMConfig
     presets: ClassVar[dict[str, dict[str, Any]]] = PRESETS
+    # Sampling options do not change what is trained: a resumed run may change them
+    # (steps, checkpoint_every, log_every, device and sample_batch_size are always ignored).
+    resume_ignores = ("sampler", "sampling_steps", "spacing", "eta", "clip_denoised", "use_ema")
+    # Checked on load, besides resolution.
+    architecture_keys = (
+        "base_channels", "channel_mult", "swin_levels", "num_heads", "window_size",
+        "conv_sections", "swin_sections", "mlp_ratio", "norm_groups", "variance_activation",
+    )
 
-    def __init__(self, config: MTDDPMConfig, *, init_seed: int = 0) -> None:
-        config.validate()
-        self.config = config
-        self.diffusion = GaussianDiffusion.from_schedule(config.noise_schedule, config.num_timesteps)
-        self._build(init_seed)
-
-    # -- construction ----------------------------------------------------------------------
+    config: MTDDPMConfig
 
     @classmethod
-    def factory(cls, preset: str = "quick", resolution: int | None = None, **overrides: Any) -> MTDDPM:
-        if preset not in PRESETS:
-            raise UsageError(f"{NAME}: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-        init_seed = int(overrides.pop("init_seed", 0))
-        known = {f.name for f in dataclasses.fields(MTDDPMConfig)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise UsageError(f"{NAME}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        values = dict(PRESETS[preset])
-        if resolution is not None:
-            values["resolution"] = resolution
-        values.update(overrides)
-        return cls(MTDDPMConfig(**values), init_seed=init_seed)
+    def check_config(cls, config: BaseConfig) -> None:
+        if not isinstance(config, MTDDPMConfig):
+            raise UsageError(f"{NAME}: config must be an MTDDPMConfig, got {type(config).__name__}")
+        config.validate()
 
-    def _build(self, seed: int) -> None:
-        # Initial weights depend only on the seed, never on what ran before in the process.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            self.net = MTDDPMNet(self.config.network_config())
-        self.net_ema = copy.deepcopy(self.net).requires_grad_(False)
-        for m in (self.net, self.net_ema):
-            m.to(self.device).eval()
-
-    @property
-    def device(self) -> torch.device:
-        if self.config.device is not None:
-            return torch.device(self.config.device)
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-    def _modules(self) -> dict[str, nn.Module]:
-        return {"net": self.net, "ema.net": self.net_ema}
-
-    # -- training --------------------------------------------------------------------------
-
-    def fit(
-        self,
-        train: Any,
-        *,
-        workdir: Path | None = None,
-        steps: int | None = None,
-        seed: int = 0,
-        progress: ProgressCallback | None = None,
-    ) -> FitResult:
-        """Train from scratch (weights re-initialised from ``seed``) or resume from ``workdir``."""
-        data = _training_tensor(train, self.config.resolution)
-        self._build(seed)
+    def build(self) -> None:
         c = self.config
-        engine_cfg = EngineConfig(
-            steps=c.steps if steps is None else int(steps), batch_size=c.batch_size, seed=seed,
-            mixed_precision=c.mixed_precision,  # type: ignore[arg-type]
-            device=c.device, checkpoint_every=c.checkpoint_every, log_every=c.log_every,
-        )
-        identity = {"model": NAME, **{k: v for k, v in dataclasses.asdict(c).items() if k not in _RESUME_IGNORES}}
-        result = fit_task(MTDDPMTask(self), data, engine_cfg, workdir=workdir, progress=progress, identity=identity)
-        for m in self._modules().values():
-            m.eval()
-        return result
+        self.diffusion = GaussianDiffusion.from_schedule(c.noise_schedule, c.num_timesteps)
+        self.net = MTDDPMNet(c.network_config())
+        self.net_ema = copy.deepcopy(self.net).requires_grad_(False)
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"net": self.net}
+
+    def ema_networks(self) -> dict[str, nn.Module]:
+        return {"net": self.net_ema}
+
+    def make_task(self) -> TrainingTask:
+        return MTDDPMTask(self)
 
     # -- sampling --------------------------------------------------------------------------
 
@@ -289,94 +236,17 @@ class MTDDPM:
             generator=generator, device=self.device, clip_denoised=c.clip_denoised,
         )
 
-    @torch.no_grad()
-    def sample(self, n: int, *, seed: int = 0, batch_size: int | None = None, **options: Any) -> torch.Tensor:
+    def sample(
+        self, n: int, *, seed: int = 0, batch_size: int | None = None, sampler: str | None = None,
+        steps: int | None = None, spacing: str | None = None,
+    ) -> torch.Tensor:
         """``n`` images (N, 1, R, R) float32 in [-1, 1] on the CPU; same seed, same images.
 
-        ``options`` (``sampler``, ``steps``, ``spacing``) override the configured sampler for
-        this call only.
+        ``sampler``, ``steps`` and ``spacing`` override the configured sampler for this call only.
         """
-        if n < 0:
-            raise UsageError(f"cannot sample {n} images")
-        bs = batch_size or self.config.sample_batch_size
-        g = torch.Generator().manual_seed(int(seed))
-        out, done = [], 0
-        while done < n:
-            k = min(bs, n - done)
-            out.append(self.generate(k, g, **options).float().clamp_(-1.0, 1.0).cpu())
-            done += k
-        r = self.config.resolution
-        return torch.cat(out) if out else torch.empty(0, 1, r, r)
-
-    # -- weights ---------------------------------------------------------------------------
-
-    def save(self, path: Path) -> None:
-        """Weights (trained + EMA) as safetensors, with the model name and config as metadata."""
-        from safetensors.torch import save as st_save
-
-        from genbench.io.atomic import atomic_write_bytes
-
-        tensors = {
-            f"{mod}.{k}": v.detach().cpu().contiguous()
-            for mod, m in self._modules().items()
-            for k, v in m.state_dict().items()
-        }
-        meta = {"genbench_model": NAME, "config": json.dumps(dataclasses.asdict(self.config), sort_keys=True)}
-        atomic_write_bytes(Path(path), st_save(tensors, metadata=meta))
-
-    def load(self, path: Path) -> None:
-        """Read weights written by :meth:`save` (safetensors: nothing is unpickled)."""
-        from safetensors import safe_open
-
-        path = Path(path)
-        if not path.is_file():
-            raise InputError("no such weights file", str(path))
-        try:
-            with safe_open(str(path), framework="pt") as fh:
-                meta = fh.metadata() or {}
-                tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-        except Exception as exc:  # safetensors raises several types for a damaged file
-            raise InputError(f"not a readable safetensors file ({exc})", str(path)) from None
-        if meta.get("genbench_model") != NAME:
-            raise InputError(f"weights are for model {meta.get('genbench_model')!r}, not {NAME!r}", str(path))
-        saved = json.loads(meta.get("config", "{}"))
-        for key in _ARCHITECTURE_KEYS:
-            mine = json.loads(json.dumps(getattr(self.config, key)))
-            if key in saved and saved[key] != mine:
-                raise InputError(f"weights were trained with {key}={saved[key]!r}, this model has {mine!r}", str(path))
-        for mod, m in self._modules().items():
-            prefix = f"{mod}."
-            sd = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-            try:
-                m.load_state_dict(sd)
-            except RuntimeError as exc:
-                raise InputError(f"weights do not fit the {NAME} network {mod!r}: {exc}", str(path)) from None
-            m.to(self.device).eval()
-
-    def num_parameters(self) -> int:
-        return count_parameters(self.net)
-
-    def __repr__(self) -> str:
-        return f"MTDDPM({self.config})"
-
-
-def _training_tensor(train: Any, resolution: int) -> torch.Tensor:
-    images = getattr(train, "images", train)
-    if not isinstance(images, torch.Tensor):
-        raise InputError(f"{NAME}: training data must be a tensor or an ImageSet")
-    if images.ndim != 4 or images.shape[1] != 1:
-        raise InputError(f"{NAME}: training images must be (N, 1, H, W), got {tuple(images.shape)}")
-    if tuple(images.shape[-2:]) != (resolution, resolution):
-        raise InputError(
-            f"{NAME}: configured for {resolution}x{resolution} but the images are "
-            f"{images.shape[-2]}x{images.shape[-1]}; pass resolution={images.shape[-1]}"
+        return self._sample_batches(
+            n, seed=seed, batch_size=batch_size, sampler=sampler, steps=steps, spacing=spacing
         )
-    if len(images) == 0:
-        raise InputError(f"{NAME}: the training set is empty")
-    images = images.detach().to("cpu", torch.float32).contiguous()
-    if not torch.isfinite(images).all() or images.min() < -1.0001 or images.max() > 1.0001:
-        raise InputError(f"{NAME}: training images must be finite and within [-1, 1]")
-    return images
 
 
 def create(preset: str = "quick", resolution: int | None = None, **overrides: Any) -> MTDDPM:

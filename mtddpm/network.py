@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genbench.generator_base import count_parameters  # noqa: F401 (re-exported)
 from mtddpm.swin import SwinLayer
 
 
@@ -204,6 +205,3 @@ class MTDDPMNet(nn.Module):
         v = torch.tanh(v) if self.cfg.variance_activation == "tanh" else v.clamp(-1.0, 1.0)
         return eps, v
 
-
-def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())

@@ -1,17 +1,17 @@
-"""What every baseline shares: a config dataclass with presets, and a Generator base class
+"""What every model plug-in shares: a config dataclass with presets, and a Generator base class
 that plugs a model's networks and :class:`genbench.training.TrainingTask` into the engine.
 
 A model subclasses :class:`BaseConfig` (adding its hyper-parameters) and
 :class:`BaseGenerator`, implementing ``build`` (create the networks from the current torch
 RNG), ``networks`` / ``ema_networks`` (what is trained / what is averaged; both are saved),
 ``make_task`` and ``generate``. Its module exposes ``create = MyGenerator.factory``.
+Nothing here knows any particular model: baselines/ and mtddpm/ both build on it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +29,7 @@ MIN_RESOLUTION, MAX_RESOLUTION = 16, 256
 
 @dataclass
 class BaseConfig:
-    """Knobs every baseline has. ``steps`` counts optimisation steps (a GAN step is one
+    """Knobs every model has. ``steps`` counts optimisation steps (a GAN step is one
     generator update with its critic updates). ``device=None``: the GPU when there is one."""
 
     resolution: int = 32
@@ -65,7 +65,9 @@ def resolve_config(
     resolution: int | None,
     overrides: dict[str, Any],
 ) -> BaseConfig:
-    """Preset values, then ``resolution``, then ``overrides``; unknown names are UsageErrors."""
+    """Preset values, then ``resolution``, then ``overrides``; unknown names are UsageErrors.
+
+    The config's values are checked by the generator's ``check_config`` when it is built."""
     if preset not in presets:
         raise UsageError(f"{model}: unknown preset {preset!r}; choose one of {', '.join(presets)}")
     fields = {f.name for f in dataclasses.fields(config_class)}
@@ -78,9 +80,7 @@ def resolve_config(
     if resolution is not None:
         values["resolution"] = resolution
     values.update(overrides)
-    config = config_class(**values)
-    check_resolution(config.resolution)
-    return config
+    return config_class(**values)
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -117,11 +117,16 @@ class BaseGenerator(ABC):
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, config: BaseConfig, *, init_seed: int = 0) -> None:
-        check_resolution(config.resolution)
+        self.check_config(config)
         self.config = config
         self._init(init_seed)
 
     # -- what a model provides --------------------------------------------------------------
+
+    @classmethod
+    def check_config(cls, config: BaseConfig) -> None:
+        """Raise UsageError for values the model cannot build with. Default: the resolution."""
+        check_resolution(config.resolution)
 
     @abstractmethod
     def build(self) -> None:
@@ -216,9 +221,16 @@ class BaseGenerator(ABC):
         skip |= set(getattr(self, "resume_ignores", ()))
         return {k: v for k, v in dataclasses.asdict(self.config).items() if k not in skip}
 
-    @torch.no_grad()
     def sample(self, n: int, *, seed: int = 0, batch_size: int | None = None) -> torch.Tensor:
         """``n`` images (N, 1, R, R) float32 in [-1, 1] on the CPU; same seed, same images."""
+        return self._sample_batches(n, seed=seed, batch_size=batch_size)
+
+    @torch.no_grad()
+    def _sample_batches(
+        self, n: int, *, seed: int, batch_size: int | None, **options: Any
+    ) -> torch.Tensor:
+        # ``options`` go to ``generate``: a model whose sample() takes sampler options (mt-ddpm)
+        # overrides sample() and passes them here; the batching and seeding stay shared.
         if n < 0:
             raise UsageError(f"cannot sample {n} images")
         bs = batch_size or self.config.sample_batch_size
@@ -229,7 +241,7 @@ class BaseGenerator(ABC):
         done = 0
         while done < n:
             k = min(bs, n - done)
-            x = self.generate(k, g)
+            x = self.generate(k, g, **options)
             out.append(x.float().clamp_(-1.0, 1.0).cpu())
             done += k
         r = self.config.resolution
@@ -301,6 +313,3 @@ class BaseGenerator(ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config})"
 
-
-def ilog2(n: int) -> int:
-    return int(math.log2(n))
