@@ -1,0 +1,58 @@
+"""The committed reference outputs in reports/ stay consistent with the code that made them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from genbench.cli import main
+from genbench.report.tables import build_table
+
+REPORTS = Path(__file__).resolve().parents[1] / "reports"
+REFERENCE_RUNS = sorted(REPORTS.glob("*/results.json"))
+
+
+def test_reference_results_pass_the_committed_thresholds(capsys: pytest.CaptureFixture) -> None:
+    assert REFERENCE_RUNS, "reports/ holds no reference results.json"
+    rc = main(["check", *map(str, REFERENCE_RUNS), "--thresholds", str(REPORTS / "thresholds.toml")])
+    assert rc == 0, capsys.readouterr()
+
+
+@pytest.mark.parametrize("results_path", REFERENCE_RUNS, ids=lambda p: p.parent.name)
+@pytest.mark.parametrize("fmt,name", [("md", "table.md"), ("csv", "table.csv")])
+def test_tables_regenerate_byte_for_byte(results_path: Path, fmt: str, name: str) -> None:
+    committed = results_path.parent / name
+    results = json.loads(results_path.read_text())
+    assert build_table([results], fmt).strip() == committed.read_text().strip()
+
+
+def test_a_worse_model_fails_the_gate(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    results = json.loads(REFERENCE_RUNS[0].read_text())
+    results_file = tmp_path / "results.json"
+    # Doubling every FDS value must break at least one bound derived with margin 0.5.
+    doubled = json.loads(json.dumps(results))
+    for entry in _metric_entries(doubled, "fds"):
+        entry["value"] = entry["value"] * 2.0
+    results_file.write_text(json.dumps(doubled))
+    assert _metric_entries(doubled, "fds")
+    rc = main(["check", str(results_file), "--thresholds", str(REPORTS / "thresholds.toml")])
+    out = capsys.readouterr()
+    assert rc == 1
+    assert "fds" in out.out + out.err
+    assert "internal error" not in out.out + out.err
+
+
+def _metric_entries(obj: object, name: str) -> list[dict]:
+    found: list[dict] = []
+    if isinstance(obj, dict):
+        for key, val in obj.items():
+            if key == name and isinstance(val, dict) and isinstance(val.get("value"), float):
+                found.append(val)
+            else:
+                found.extend(_metric_entries(val, name))
+    elif isinstance(obj, list):
+        for val in obj:
+            found.extend(_metric_entries(val, name))
+    return found
