@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install install-dev clean
+.PHONY: run test gate install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,5 +26,13 @@ run: install
 test: install-dev
 	$(BIN)/python -m pytest -q
 
+# CI regression gate: a short, deterministic run checked against reports/thresholds-ci.toml.
+GATE_OUT := .ci-runs
+gate: install
+	rm -rf $(GATE_OUT)
+	$(BIN)/genbench run --models ddpm,wgan-gp --dataset pelvic --size 16 --steps 40 \
+		--set ddpm.sample_steps=10 --no-figures --out $(GATE_OUT) -q
+	$(BIN)/genbench check $(GATE_OUT)/pelvic/quick --thresholds reports/thresholds-ci.toml
+
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(GATE_OUT)
