@@ -8,6 +8,7 @@ and the largest per-image difference between the engine's nearest SSIMs and the 
     python benchmarks/bench_ds.py                      # loop on N=100 (4,950 pairs), engine on N=400
     python benchmarks/bench_ds.py --loop-n 40 --engine-n 200 --size 128
     python benchmarks/bench_ds.py --memory-n 5500 --memory-tiles 4   # peak RSS at paper scale
+    python benchmarks/bench_ds.py --scaling             # engine on 1 thread, then on all
 """
 
 from __future__ import annotations
@@ -55,6 +56,19 @@ def timed_engine(x: np.ndarray) -> tuple[np.ndarray, float, float]:
     t0, c0 = time.perf_counter(), time.process_time()
     out = nearest_ssim(x)
     return out, time.perf_counter() - t0, time.process_time() - c0
+
+
+def thread_scaling(x: np.ndarray) -> None:
+    """Whether the engine uses every core: pairs/s and CPU/wall on one thread, then on all."""
+    import numba
+
+    pairs = len(x) * (len(x) - 1) // 2
+    full = numba.config.NUMBA_NUM_THREADS
+    for threads in sorted({1, full}):
+        numba.set_num_threads(threads)
+        _, wall, cpu = timed_engine(x)
+        print(f"engine on {threads} thread(s): {pairs / wall:9.1f} pairs/s wall, CPU/wall {cpu / wall:.2f}")
+    numba.set_num_threads(full)
 
 
 class _Stop(Exception):
@@ -105,6 +119,8 @@ def main() -> None:
                          "computes in float32, ~1.5x faster than float64)")
     ap.add_argument("--memory-n", type=int, default=0, help="also measure peak memory at this N")
     ap.add_argument("--memory-tiles", type=int, default=4)
+    ap.add_argument("--scaling", action="store_true",
+                    help="also time the engine (N=--engine-n) on one numba thread and on all")
     args = ap.parse_args()
 
     print(f"# bench_ds  {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  {platform.processor() or platform.machine()}"
@@ -132,6 +148,8 @@ def main() -> None:
     if args.size == 256:
         print(f"fraction of the ~{LIMIT_PAIRS_S:,} pairs/s limit: {eng_ps / LIMIT_PAIRS_S:.1%} wall")
     print(f"max |engine - loop| over the N={args.loop_n} nearest SSIMs: {diff:.2e}")
+    if args.scaling:
+        thread_scaling(xe)
     if args.memory_n:
         memory_check(args.memory_n, args.size, args.memory_tiles)
 
