@@ -37,6 +37,54 @@ def test_smoothed_histogram_by_hand() -> None:
     assert outside == 2
 
 
+def test_epsilon_histogram_by_hand() -> None:
+    vals = np.array([0.05, 0.15, 0.16, 0.95, 1.0 + 1e-8, -0.2])
+    p, outside = smoothed_histogram(vals, bins=4, value_range=(0.0, 1.0), smoothing=0.01, estimator="epsilon")
+    # frequencies 4/6, 0, 0, 2/6, each + 0.01, renormalised by 1 + 4 * 0.01
+    np.testing.assert_allclose(p, (np.array([4 / 6, 0, 0, 2 / 6]) + 0.01) / 1.04, rtol=1e-15)
+    assert outside == 2 and p.sum() == pytest.approx(1.0, abs=1e-15)
+
+
+def test_estimators_by_hand_and_against_scipy_entropy() -> None:
+    from scipy.stats import entropy
+
+    real = np.array([0.1, 0.1, 0.3, 0.9])  # 2 bins on [0, 1]: counts 3, 1
+    synth = np.array([0.2, 0.6, 0.7, 0.8, 0.9])  # counts 1, 4
+    kw = {"bins": 2, "value_range": (0.0, 1.0)}
+    p, _ = smoothed_histogram(real, smoothing=1.0, **kw)
+    q, _ = smoothed_histogram(synth, smoothing=1.0, **kw)
+    # Laplace: (3+1)/(4+2), (1+1)/(4+2) against (1+1)/(5+2), (4+1)/(5+2)
+    hand = 4 / 6 * math.log((4 / 6) / (2 / 7)) + 2 / 6 * math.log((2 / 6) / (5 / 7))
+    assert kl_divergence(p, q) == pytest.approx(hand, rel=1e-14)
+    # epsilon: scipy.stats.entropy normalises p + eps and q + eps itself
+    eps = 1e-6
+    p, _ = smoothed_histogram(real, smoothing=eps, estimator="epsilon", **kw)
+    q, _ = smoothed_histogram(synth, smoothing=eps, estimator="epsilon", **kw)
+    ref = entropy(np.array([3 / 4, 1 / 4]) + eps, np.array([1 / 5, 4 / 5]) + eps)
+    assert kl_divergence(p, q) == pytest.approx(ref, rel=1e-12)
+
+
+def test_estimator_scales_laplace_capped_epsilon_reaches_paper_values() -> None:
+    """Disjoint supports (830 real slices all in one bin, the synthetic ones all in another): Laplace
+    caps DS near ln(n + bins) (~6.8), epsilon gives ~ln(1/epsilon) (23 nats), the scale of the
+    paper's 14.95 and 17.26."""
+    real, synth = np.full(830, 0.99), np.full(830, 0.01)
+    lap = compute_ds_from(real, synth, "laplace")
+    assert lap == pytest.approx(831 / 880 * math.log(831) + 48 / 880 * 0 + 1 / 880 * math.log(1 / 831), rel=1e-12)
+    assert lap < math.log(830 + 1)
+    eps = compute_ds_from(real, synth, "epsilon")
+    assert 17.26 < eps == pytest.approx(math.log(1 / 1e-10), rel=1e-6)
+
+
+def compute_ds_from(near_r: np.ndarray, near_s: np.ndarray, estimator: str) -> float:
+    from genbench.metrics.ds import ds_from_nearest
+
+    res = ds_from_nearest(near_r, near_s, estimator=estimator)
+    assert res.params["estimator"] == estimator
+    assert res.params["smoothing"] == (1.0 if estimator == "laplace" else 1e-10)
+    return res.value
+
+
 def test_ds_of_a_set_with_itself_is_zero_and_records_params() -> None:
     x = images(0, 12)
     res = compute_ds(x, x.clone())
@@ -71,7 +119,8 @@ def test_ds_progress_counts_both_sets() -> None:
     assert calls[-1] == (10 + 6, 16)
 
 
-@pytest.mark.parametrize("kw", [{"bins": 0}, {"smoothing": 0.0}, {"value_range": (1.0, 0.0)}])
+@pytest.mark.parametrize("kw", [{"bins": 0}, {"smoothing": 0.0}, {"value_range": (1.0, 0.0)},
+                                {"estimator": "kde"}, {"estimator": "epsilon", "smoothing": -1e-9}])
 def test_ds_rejects_bad_options(kw: dict) -> None:
     with pytest.raises(UsageError):
         compute_ds(images(0, 3), images(1, 3), **kw)

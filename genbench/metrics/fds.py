@@ -12,6 +12,14 @@ The PCA is computed once and shared by the seed repeats: a randomised range find
 2011) in float32 with ``pca_iters`` QR-normalised power iterations, centred implicitly (no
 centred copy of the pixels is ever made) and seeded by ``pca_seed``, so peak memory stays close
 to the decoded pixels themselves.
+
+Confidence interval (``fds_replicates``): a two-level bootstrap over the cached embeddings.
+Replicate i draws the t-SNE seeds with replacement (SEEDS stream of ``genbench.stats``) and the
+real and synthetic images with replacement (REAL/SYNTH streams; the same images for every drawn
+seed), refits the two Gaussians to the resampled points of each drawn seed's embedding and
+averages the KLs as the value does. The embeddings are not recomputed, so the interval is
+conditional on them; with a single seed the t-SNE randomness is not part of the interval
+(``params["ci_seed_level"]`` says so).
 """
 
 from __future__ import annotations
@@ -180,6 +188,62 @@ def fds_from_embedding(embedding: np.ndarray, n_real: int) -> float:
     return gaussian_kl(r.mean(axis=0), np.cov(r, rowvar=False), s.mean(axis=0), np.cov(s, rowvar=False))
 
 
+def _gaussian_kl_rows(mu_p: np.ndarray, cov_p: np.ndarray, mu_q: np.ndarray, cov_q: np.ndarray) -> np.ndarray:
+    """``gaussian_kl`` for stacks of 2-D Gaussians (B, 2) / (B, 2, 2); NaN where a covariance is
+    not positive definite."""
+    sign_p, logdet_p = np.linalg.slogdet(cov_p)
+    sign_q, logdet_q = np.linalg.slogdet(cov_q)
+    diff = (mu_q - mu_p)[..., None]
+    inv_q = np.linalg.inv(np.where((sign_q > 0)[:, None, None], cov_q, np.eye(2)))
+    trace = np.einsum("bij,bji->b", inv_q, cov_p)
+    maha = (np.swapaxes(diff, 1, 2) @ inv_q @ diff)[:, 0, 0]
+    kl = 0.5 * (trace + maha - 2 + logdet_q - logdet_p)
+    return np.where((sign_p > 0) & (sign_q > 0), kl, np.nan)
+
+
+def _weighted_moments(points: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and ddof=1 covariance of resamples given by count rows c (B, n) of points (n, 2)."""
+    n = c.sum(axis=1, keepdims=True)
+    mu = c @ points / n
+    second = np.einsum("bn,ni,nj->bij", c, points, points)
+    cov = (second - n[:, :, None] * mu[:, :, None] * mu[:, None, :]) / (n[:, :, None] - 1)
+    return mu, cov
+
+
+def fds_replicates(embeddings: Sequence[np.ndarray], n_real: int, boot: Any) -> np.ndarray:
+    """Bootstrap replicates of FDS from the per-seed joint embeddings (real rows first); see the
+    module docstring."""
+    from genbench.stats import REAL, SEEDS, SYNTH, counts, replicate_rng
+
+    embs = [np.asarray(e, dtype=np.float64) for e in embeddings]
+    n_seeds = len(embs)
+    n_synth = embs[0].shape[0] - n_real
+    out = np.empty(boot.replicates)
+    chunk = 256
+    for start in range(0, boot.replicates, chunk):
+        stop = min(boot.replicates, start + chunk)
+        cr = counts(boot.indices(n_real, REAL, start, stop), n_real).astype(np.float64)
+        cs = counts(boot.indices(n_synth, SYNTH, start, stop), n_synth).astype(np.float64)
+        if n_seeds > 1:
+            picks = np.stack([replicate_rng(boot.seed, i, SEEDS).integers(0, n_seeds, n_seeds)
+                              for i in range(start, stop)])
+        else:
+            picks = np.zeros((stop - start, 1), dtype=np.int64)
+        kls = np.empty((n_seeds, stop - start))
+        for k, e in enumerate(embs):
+            mr, sr = _weighted_moments(e[:n_real], cr)
+            ms, ss = _weighted_moments(e[n_real:], cs)
+            kls[k] = _gaussian_kl_rows(mr, sr, ms, ss)
+        out[start:stop] = np.take_along_axis(kls.T, picks, axis=1).mean(axis=1)
+    return out
+
+
+def fds_ci_params(n_seeds: int) -> dict[str, Any]:
+    return {"ci_seed_level": "t-SNE seeds resampled with replacement" if n_seeds > 1
+            else "one t-SNE seed: seed-to-seed variation not included",
+            "ci_conditional_on": "the t-SNE embeddings (points resampled, not re-embedded)"}
+
+
 def compute_fds(
     real: torch.Tensor | np.ndarray,
     synth: torch.Tensor | np.ndarray,
@@ -193,9 +257,11 @@ def compute_fds(
     initialization: str = "pca",
     negative_gradient_method: str = "auto",
     progress: Progress | None = None,
+    boot: Any = None,
 ) -> MetricResult:
     """FDS between two canonical image sets (N, 1, H, W) (or ImageSets); see the module docstring.
 
+    ``boot`` (a ``genbench.stats.Bootstrap``): adds a confidence interval.
     ``n_jobs``: openTSNE threads; None means one below 2,000 points, all cores above.
     Small sets: t-SNE needs ``3 * perplexity < n`` (n = n_real + n_synth); the perplexity is
     lowered to ``(n - 1) / 3`` when needed and ``params["perplexity"]`` holds the value used.
@@ -225,13 +291,12 @@ def compute_fds(
         progress(1, steps)
     perp_used = min(float(perplexity), (n - 1) / 3.0)
     values: list[float] = []
-    first: np.ndarray | None = None
+    embeddings: list[np.ndarray] = []
     for i, seed in enumerate(seeds):
         emb = tsne_embed(features, perplexity=perp_used, seed=seed, n_jobs=jobs,
                          initialization=initialization, negative_gradient_method=method)
         values.append(fds_from_embedding(emb, nr))
-        if first is None:
-            first = emb
+        embeddings.append(emb)
         if progress is not None:
             progress(2 + i, steps)
     params: dict[str, Any] = {
@@ -253,14 +318,20 @@ def compute_fds(
         "n_jobs": int(jobs),
         "pca_elapsed_s": round(t_pca, 4),
     }
-    return MetricResult(
+    res = MetricResult(
         name="fds",
         value=float(np.mean(values)),
         std=float(np.std(values)),
         params=params,
-        elapsed_s=time.perf_counter() - t0,
         n_real=nr,
         n_synth=ns,
-        extra={"embedding": first, "per_seed": np.asarray(values)},
+        extra={"embedding": embeddings[0], "embeddings": embeddings, "per_seed": np.asarray(values)},
         json_extra=("per_seed",),
     )
+    if boot is not None and boot.enabled:
+        from genbench.stats import attach_ci
+
+        attach_ci(res, fds_replicates(embeddings, nr, boot), boot, bounds=(0.0, None),
+                  params=fds_ci_params(len(embeddings)))
+    res.elapsed_s = time.perf_counter() - t0
+    return res

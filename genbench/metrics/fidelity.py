@@ -13,6 +13,22 @@ synthetic set's; precision is the fraction of synthetic samples inside the real 
 the fraction of real samples inside the synthetic one. Precision/recall use the Inception pool3
 features (torch-fidelity's own default for ``prc`` is VGG-16, whose weights are not available
 here; the backbone is recorded in ``params``).
+
+Seeds: IS (split shuffling) and KID (subset draws) use torch-fidelity's default seed, 2020
+(``TF_SEED``), unless a seed is given, so that a default genbench value equals a default
+``torch_fidelity.calculate_metrics`` value on the same images and weights.
+
+Confidence intervals (``*_replicates``, see ``genbench.stats``) resample images and recompute from
+cached per-image quantities:
+
+- IS: the synthetic logits (the same split shuffling per replicate);
+- FID: the pool3 features of both sets; each replicate's covariances are handled through Gram
+  matrices of the resampled images, so the matrix square root is an SVD of a k x k matrix (k the
+  number of distinct resampled images, about 0.63 N) instead of 2048 x 2048;
+- KID: the unbiased polynomial-kernel MMD^2 over all images of the resampled sets (the quantity
+  whose subset average KID reports), from kernel matrices computed once;
+- precision/recall: each image's inside-the-other-manifold indicator, with the manifolds (k-NN
+  radii) of the full sets, i.e. conditional on the reference set.
 """
 
 from __future__ import annotations
@@ -52,6 +68,7 @@ INCEPTION_METRICS: tuple[str, ...] = ("is", "fid", "kid", "precision", "recall")
 BACKBONE = "inception-v3-compat (torch-fidelity), pool3 2048-d / unbiased logits 1008-d"
 
 # torch-fidelity 0.4 defaults, reproduced so that the values are comparable.
+TF_SEED = 2020  # torch-fidelity's default rng_seed: IS split shuffling and KID subsets
 IS_SPLITS = 10
 KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000
@@ -67,7 +84,7 @@ class MetricInputError(GenbenchError):
 # Formulas.
 
 
-def inception_score(logits: np.ndarray, *, splits: int = IS_SPLITS, seed: int = 0,
+def inception_score(logits: np.ndarray, *, splits: int = IS_SPLITS, seed: int = TF_SEED,
                     shuffle: bool = True) -> tuple[float, float]:
     """Mean and std over ``splits`` of exp(E_x KL(p(y|x) || p(y))), rows shuffled with ``seed``."""
     n = len(logits)
@@ -77,14 +94,37 @@ def inception_score(logits: np.ndarray, *, splits: int = IS_SPLITS, seed: int = 
     if shuffle:
         z = z[torch.from_numpy(np.random.RandomState(seed).permutation(n))]
     log_p = torch.log_softmax(z, dim=1)
-    p = log_p.exp()
+    scores = _split_scores(log_p, log_p.exp(), splits)
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+def _split_scores(log_p: torch.Tensor, p: torch.Tensor, splits: int) -> list[float]:
+    n = len(p)
     scores = []
     for i in range(splits):
         lo, hi = i * n // splits, (i + 1) * n // splits
         log_q = torch.log(p[lo:hi].mean(dim=0, keepdim=True))
         kl = (p[lo:hi] * (log_p[lo:hi] - log_q)).sum(dim=1).mean()
         scores.append(float(torch.exp(kl)))
-    return float(np.mean(scores)), float(np.std(scores))
+    return scores
+
+
+def is_replicates(logits: np.ndarray, boot: Any, *, splits: int = IS_SPLITS, seed: int = TF_SEED,
+                  shuffle: bool = True) -> np.ndarray:
+    """Bootstrap replicates of the IS mean: replicate i is ``inception_score`` of the synthetic
+    rows ``boot``'s replicate i draws (SYNTH stream), shuffled and split exactly as the value."""
+    from genbench.stats import SYNTH
+
+    z = torch.from_numpy(np.asarray(logits)).double()
+    n = len(z)
+    log_p = torch.log_softmax(z, dim=1)
+    p = log_p.exp()
+    perm = np.random.RandomState(seed).permutation(n) if shuffle else np.arange(n)
+    out = np.empty(boot.replicates)
+    for i in range(boot.replicates):
+        rows = torch.from_numpy(boot.indices(n, SYNTH, i, i + 1)[0][perm])
+        out[i] = np.mean(_split_scores(log_p[rows], p[rows], splits))
+    return out
 
 
 def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -126,7 +166,7 @@ def frechet_distance(feat_a: np.ndarray, feat_b: np.ndarray) -> float:
 
 
 def kernel_inception_distance(feat_synth: np.ndarray, feat_real: np.ndarray, *, subsets: int = KID_SUBSETS,
-                              subset_size: int = KID_SUBSET_SIZE, seed: int = 0,
+                              subset_size: int = KID_SUBSET_SIZE, seed: int = TF_SEED,
                               degree: int = KID_DEGREE, coef0: float = KID_COEF0) -> tuple[float, float]:
     """Unbiased MMD^2 with the cubic polynomial kernel, mean/std over random subsets.
 
@@ -157,6 +197,88 @@ def kernel_inception_distance(feat_synth: np.ndarray, feat_real: np.ndarray, *, 
     return float(mmds.mean()), float(mmds.std())
 
 
+def fid_replicates(feat_real: np.ndarray, feat_synth: np.ndarray, boot: Any) -> np.ndarray:
+    """Bootstrap replicates of FID (REAL and SYNTH streams of ``boot``), all in float64.
+
+    For resample counts c (c_i = how often image i was drawn, n = sum c) the resample's mean is
+    ``X^T c / n`` and its unbiased covariance factors as ``A^T A`` with rows
+    ``A_i = sqrt(c_i) (x_i - mu) / sqrt(n - 1)`` over the k distinct drawn images. Every term of
+    FID is then a function of the Gram matrices X_r X_r^T, X_s X_s^T, X_r X_s^T (computed once)
+    and ``Tr((S_r S_s)^(1/2))`` is the nuclear norm of the k_r x k_s matrix ``A_r A_s^T``.
+    """
+    from genbench.stats import REAL, SYNTH
+
+    r = np.asarray(feat_real, dtype=np.float64)
+    s = np.asarray(feat_synth, dtype=np.float64)
+    nr, ns = len(r), len(s)
+    if nr < 2 or ns < 2:
+        raise MetricInputError(f"FID needs at least 2 images per set, got {nr} and {ns}")
+    centre = r.mean(axis=0)  # FID is translation invariant; centring keeps the Gram sums exact
+    r, s = r - centre, s - centre
+    grr, gss, grs = r @ r.T, s @ s.T, r @ s.T
+    dr, ds = np.diag(grr).copy(), np.diag(gss).copy()
+    out = np.empty(boot.replicates)
+    for i in range(boot.replicates):
+        cr = np.bincount(boot.indices(nr, REAL, i, i + 1)[0], minlength=nr).astype(np.float64)
+        cs = np.bincount(boot.indices(ns, SYNTH, i, i + 1)[0], minlength=ns).astype(np.float64)
+        ur, us = np.flatnonzero(cr), np.flatnonzero(cs)
+        wr, ws = cr[ur], cs[us]
+        g = grs[np.ix_(ur, us)]                      # x_r . x_s over distinct drawn images
+        g_ms = g @ ws / ns                           # x_r . mu_s
+        g_mr = wr @ g / nr                           # mu_r . x_s
+        m_rs = float(wr @ g_ms) / nr                 # mu_r . mu_s
+        m_rr = float(wr @ grr[np.ix_(ur, ur)] @ wr) / nr ** 2
+        m_ss = float(ws @ gss[np.ix_(us, us)] @ ws) / ns ** 2
+        tr_r = (float(wr @ dr[ur]) - nr * m_rr) / (nr - 1)
+        tr_s = (float(ws @ ds[us]) - ns * m_ss) / (ns - 1)
+        cross = (g - g_ms[:, None] - g_mr[None, :] + m_rs)
+        cross *= np.sqrt(wr)[:, None]
+        cross *= np.sqrt(ws)[None, :]
+        nuclear = _nuclear_norm(cross) / np.sqrt((nr - 1) * (ns - 1))
+        out[i] = m_rr + m_ss - 2.0 * m_rs + tr_r + tr_s - 2.0 * nuclear
+    return out
+
+
+def _nuclear_norm(m: np.ndarray) -> float:
+    """Sum of singular values, as square roots of the eigenvalues of the smaller Gram matrix
+    (symmetric eigenvalues: ~2x faster than an SVD; agrees with it to ~1e-10 relative here, since
+    only near-zero singular values lose digits and those add near nothing)."""
+    g = m @ m.T if m.shape[0] <= m.shape[1] else m.T @ m
+    return float(np.sqrt(np.clip(np.linalg.eigvalsh(g), 0.0, None)).sum())
+
+
+def kid_replicates(feat_synth: np.ndarray, feat_real: np.ndarray, boot: Any, *, degree: int = KID_DEGREE,
+                   coef0: float = KID_COEF0) -> np.ndarray:
+    """Bootstrap replicates of the unbiased MMD^2 over all images of the resampled sets.
+
+    With resample counts c, the sum over ordered pairs of distinct *positions* of a kernel matrix K
+    is ``c^T K c - c . diag(K)`` (a drawn duplicate pairs with its copy, not with itself), so each
+    replicate is a few matrix-vector products on kernel matrices computed once.
+    """
+    from genbench.stats import REAL, SYNTH, counts
+
+    x = np.asarray(feat_synth, dtype=np.float64)
+    y = np.asarray(feat_real, dtype=np.float64)
+    nx, ny = len(x), len(y)
+    if nx < 2 or ny < 2:
+        raise MetricInputError(f"KID needs at least 2 images per set, got {nx} and {ny}")
+    gamma = 1.0 / x.shape[1]
+    kxx = (x @ x.T * gamma + coef0) ** degree
+    kyy = (y @ y.T * gamma + coef0) ** degree
+    kxy = (x @ y.T * gamma + coef0) ** degree
+    out = np.empty(boot.replicates)
+    chunk = 128
+    for start in range(0, boot.replicates, chunk):
+        stop = min(boot.replicates, start + chunk)
+        cx = counts(boot.indices(nx, SYNTH, start, stop), nx).astype(np.float64)
+        cy = counts(boot.indices(ny, REAL, start, stop), ny).astype(np.float64)
+        off_xx = ((cx @ kxx) * cx).sum(1) - cx @ np.diag(kxx)
+        off_yy = ((cy @ kyy) * cy).sum(1) - cy @ np.diag(kyy)
+        xy = ((cx @ kxy) * cy).sum(1)
+        out[start:stop] = off_xx / (nx * (nx - 1)) + off_yy / (ny * (ny - 1)) - 2.0 * xy / (nx * ny)
+    return out
+
+
 def _pairwise_dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
     return sq.clamp_min_(0.0).sqrt_()
@@ -170,6 +292,14 @@ def precision_recall(feat_synth: np.ndarray, feat_real: np.ndarray, *,
     recall: fraction of real samples within the k-NN radius of some synthetic sample.
     Distances in float64.
     """
+    in_real, in_synth = manifold_indicators(feat_synth, feat_real, neighborhood=neighborhood)
+    return float(in_real.mean()), float(in_synth.mean())
+
+
+def manifold_indicators(feat_synth: np.ndarray, feat_real: np.ndarray, *,
+                        neighborhood: int = PRC_NEIGHBORHOOD) -> tuple[np.ndarray, np.ndarray]:
+    """Per synthetic image: inside the real manifold (precision's terms); per real image: inside
+    the synthetic manifold (recall's terms). Boolean arrays."""
     s = torch.from_numpy(np.asarray(feat_synth, np.float64))
     r = torch.from_numpy(np.asarray(feat_real, np.float64))
     if len(s) <= neighborhood or len(r) <= neighborhood:
@@ -179,9 +309,19 @@ def precision_recall(feat_synth: np.ndarray, feat_real: np.ndarray, *,
     rad_s = _pairwise_dist(s, s).kthvalue(neighborhood + 1, dim=1).values
     rad_r = _pairwise_dist(r, r).kthvalue(neighborhood + 1, dim=1).values
     d_rs = _pairwise_dist(r, s)
-    recall = (d_rs <= rad_s[None, :]).any(dim=1).double().mean().item()
-    precision = (d_rs.T <= rad_r[None, :]).any(dim=1).double().mean().item()
-    return float(precision), float(recall)
+    in_synth = (d_rs <= rad_s[None, :]).any(dim=1).numpy()
+    in_real = (d_rs.T <= rad_r[None, :]).any(dim=1).numpy()
+    return in_real, in_synth
+
+
+def share_replicates(indicator: np.ndarray, boot: Any, stream: int) -> np.ndarray:
+    """Bootstrap replicates of the share of True in ``indicator`` (one entry per image of the set
+    resampled on ``stream``)."""
+    from genbench.stats import counts
+
+    ind = np.asarray(indicator, dtype=np.float64)
+    n = len(ind)
+    return counts(boot.indices(n, stream), n) @ ind / n
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,13 +342,19 @@ def _guard(name: str, fn: Callable[[], MetricResult]) -> MetricResult:
 
 
 def metrics_from_features(synth: InceptionFeatures, real: InceptionFeatures, *, metrics: set[str] | frozenset[str],
-                          seed: int = 0, kid_subset_size: int | None = None, kid_subsets: int = KID_SUBSETS,
+                          seed: int | None = None, kid_subset_size: int | None = None, kid_subsets: int = KID_SUBSETS,
                           is_splits: int = IS_SPLITS, common: dict[str, Any] | None = None,
-                          ) -> dict[str, MetricResult]:
-    """IS/FID/KID/precision/recall from precomputed features. ``common`` is merged into every params."""
+                          boot: Any = None) -> dict[str, MetricResult]:
+    """IS/FID/KID/precision/recall from precomputed features. ``common`` is merged into every params.
+
+    ``seed``: IS shuffle and KID subset seed (None: torch-fidelity's default, 2020). ``boot`` (a
+    ``genbench.stats.Bootstrap``): adds confidence intervals.
+    """
     common = dict(common or {})
+    seed = TF_SEED if seed is None else int(seed)
     ns, nr = len(synth), len(real)
     out: dict[str, MetricResult] = {}
+    use_boot = boot is not None and boot.enabled
 
     def make(name: str, value: float, std: float | None, params: dict[str, Any]) -> MetricResult:
         return MetricResult(name=name, value=value, std=std, params={**common, **params},
@@ -216,20 +362,21 @@ def metrics_from_features(synth: InceptionFeatures, real: InceptionFeatures, *, 
 
     if "is" in metrics:
         def _is() -> MetricResult:
-            splits = is_splits
-            params: dict[str, Any] = {"feature": "logits_unbiased", "splits": splits, "shuffle_seed": seed,
-                                      "set": "synth"}
-            if ns < splits:
-                # Fewer images than splits would leave empty splits (torch-fidelity returns NaN).
-                splits = max(1, ns // 2)
-                params.update(splits=splits, splits_adapted=f"{is_splits} -> {splits} (n_synth={ns})")
-            mean, std = inception_score(synth.logits, splits=splits, seed=seed)
-            return make("is", mean, std, params)
+            res = is_result(synth.logits, splits=is_splits, seed=seed, boot=boot)
+            res.params = {**common, **res.params}
+            res.n_real, res.n_synth = nr, ns
+            return res
         out["is"] = _guard("is", _is)
     if "fid" in metrics:
-        out["fid"] = _guard("fid", lambda: make(
-            "fid", frechet_distance(real.pool3, synth.pool3), None,
-            {"feature": "2048", "sqrtm": "float64, nuclear norm of covariance factors"}))
+        def _fid() -> MetricResult:
+            res = make("fid", frechet_distance(real.pool3, synth.pool3), None,
+                       {"feature": "2048", "sqrtm": "float64, nuclear norm of covariance factors"})
+            if use_boot:
+                from genbench.stats import attach_ci
+
+                attach_ci(res, fid_replicates(real.pool3, synth.pool3, boot), boot, bounds=(0.0, None))
+            return res
+        out["fid"] = _guard("fid", _fid)
     if "kid" in metrics:
         def _kid() -> MetricResult:
             params: dict[str, Any] = {"feature": "2048", "subsets": kid_subsets, "kernel": "poly",
@@ -243,15 +390,29 @@ def metrics_from_features(synth: InceptionFeatures, real: InceptionFeatures, *, 
             params["subset_size"] = size
             mean, std = kernel_inception_distance(synth.pool3, real.pool3, subsets=kid_subsets,
                                                   subset_size=size, seed=seed)
-            return make("kid", mean, std, params)
+            res = make("kid", mean, std, params)
+            if use_boot:
+                from genbench.stats import attach_ci
+
+                attach_ci(res, kid_replicates(synth.pool3, real.pool3, boot), boot, params={
+                    "ci_statistic": "unbiased MMD^2 over all images of each bootstrap resample"})
+            return res
         out["kid"] = _guard("kid", _kid)
     if "precision" in metrics or "recall" in metrics:
         t0 = time.perf_counter()
         params = {"feature": "2048", "neighborhood": PRC_NEIGHBORHOOD, "distance": "euclidean, float64"}
         try:
-            p, r = precision_recall(synth.pool3, real.pool3)
-            pr: dict[str, MetricResult] = {"precision": make("precision", p, None, params),
-                                           "recall": make("recall", r, None, params)}
+            in_real, in_synth = manifold_indicators(synth.pool3, real.pool3)
+            pr: dict[str, MetricResult] = {"precision": make("precision", float(in_real.mean()), None, params),
+                                           "recall": make("recall", float(in_synth.mean()), None, params)}
+            if use_boot:
+                from genbench.stats import REAL, SYNTH, attach_ci
+
+                note = {"ci_conditional_on": "the other set's k-NN manifold (per-image indicators resampled)"}
+                attach_ci(pr["precision"], share_replicates(in_real, boot, SYNTH), boot, bounds=(0.0, 1.0),
+                          params=note)
+                attach_ci(pr["recall"], share_replicates(in_synth, boot, REAL), boot, bounds=(0.0, 1.0),
+                          params=note)
         except GenbenchError as exc:
             pr = {k: MetricResult.unavailable(k, str(exc), **{**common, **params}) for k in ("precision", "recall")}
         except Exception as exc:  # noqa: BLE001
@@ -264,6 +425,28 @@ def metrics_from_features(synth: InceptionFeatures, real: InceptionFeatures, *, 
     return out
 
 
+def is_result(logits: np.ndarray, *, splits: int = IS_SPLITS, seed: int | None = None,
+              boot: Any = None) -> MetricResult:
+    """The IS MetricResult of one synthetic set's logits (splits adapted to small sets, recorded)."""
+    seed = TF_SEED if seed is None else int(seed)
+    n = len(logits)
+    params: dict[str, Any] = {"feature": "logits_unbiased", "splits": splits, "shuffle_seed": seed,
+                              "set": "synth"}
+    used = splits
+    if n < splits:
+        # Fewer images than splits would leave empty splits (torch-fidelity returns NaN).
+        used = max(1, n // 2)
+        params.update(splits=used, splits_adapted=f"{splits} -> {used} (n_synth={n})")
+    mean, std = inception_score(logits, splits=used, seed=seed)
+    res = MetricResult(name="is", value=mean, std=std, params=params, n_synth=n)
+    if boot is not None and boot.enabled:
+        from genbench.stats import attach_ci
+
+        attach_ci(res, is_replicates(logits, boot, splits=used, seed=seed), boot, bounds=(1.0, None),
+                  params={"ci_resamples": "synthetic images only (IS does not use the real set)"})
+    return res
+
+
 def _resolve_device(device: str | torch.device) -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -272,7 +455,7 @@ def _resolve_device(device: str | torch.device) -> torch.device:
 
 def compute_inception_metrics(real: torch.Tensor, synth: torch.Tensor, *, metrics: set[str] | frozenset[str],
                               weights: str | os.PathLike[str] | None = None, device: str = "cpu",
-                              batch_size: int = 32, seed: int = 0, cache_dir: str | os.PathLike[str] | None = None,
+                              batch_size: int = 32, seed: int | None = None, cache_dir: str | os.PathLike[str] | None = None,
                               use_cache: bool = True, kid_subset_size: int | None = None,
                               backend: str = "genbench") -> dict[str, MetricResult]:
     """IS/FID/KID/precision/recall between two canonical (N,1,H,W) sets.
@@ -319,10 +502,11 @@ class _UInt8RGB(torch.utils.data.Dataset):
 
 
 def _via_torch_fidelity(real: torch.Tensor, synth: torch.Tensor, wanted: set[str], wpath: Path,
-                        device: torch.device, batch_size: int, seed: int,
+                        device: torch.device, batch_size: int, seed: int | None,
                         kid_subset_size: int | None) -> dict[str, MetricResult]:
     import torch_fidelity
 
+    seed = TF_SEED if seed is None else int(seed)
     # torch-fidelity unpickles the file with weights_only=False: refuse anything that does not load
     # as a plain tensor state dict first.
     load_inception_state_dict(wpath)
