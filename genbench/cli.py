@@ -40,6 +40,7 @@ def _register_commands() -> None:
 
     for module in (metrics, data, models, run, table, check, report):
         module.register(app)
+    __import__("genbench.commands.turing", fromlist=["register"]).register(app)
 
 
 _register_commands()
@@ -63,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # click's usage errors and genuine bugs
         import click
 
-        if isinstance(exc, click.ClickException):
+        # typer >= 0.20 raises its vendored copy of click's exceptions, not click's own.
+        vendored = getattr(sys.modules.get("typer._click"), "ClickException", click.ClickException)
+        if isinstance(exc, (click.ClickException, vendored)):
             exc.show()
             return 2
         err_console.print(
