@@ -4,8 +4,7 @@ Positive = synthetic. For a confusion table with TP (synthetic called synthetic)
 called real), TN (real called real) and FP (real called synthetic):
 
 - accuracy    = (TP + TN) / n,  sensitivity = TP / (TP + FN),  specificity = TN / (TN + FP);
-- each with the exact binomial (Clopper-Pearson) interval: the ``alpha/2`` and ``1 - alpha/2``
-  quantiles of Beta(k, n - k + 1) and Beta(k + 1, n - k) (0 and 1 at the edges);
+- each with the exact binomial (Clopper-Pearson) interval, ``genbench.stats.binomial_ci``;
 - the two-sided exact binomial test of accuracy against 0.5 (``scipy.stats.binomtest``);
 - AUC of ordinal scores (ties count one half: the Mann-Whitney statistic) with DeLong's
   variance (DeLong et al. 1988) and a Wald interval clipped to [0, 1];
@@ -32,17 +31,12 @@ __all__ = [
 
 
 def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
-    """Exact binomial confidence interval for ``k`` successes in ``n`` trials."""
-    from scipy.stats import beta
+    """Exact binomial confidence interval for ``k`` successes in ``n`` trials (NaN when n = 0)."""
+    from genbench.stats import binomial_ci
 
     if n <= 0:
         return (math.nan, math.nan)
-    if not 0 <= k <= n:
-        raise ValueError(f"k must be in [0, n], got k={k}, n={n}")
-    alpha = 1.0 - level
-    lo = 0.0 if k == 0 else float(beta.ppf(alpha / 2, k, n - k + 1))
-    hi = 1.0 if k == n else float(beta.ppf(1 - alpha / 2, k + 1, n - k))
-    return (lo, hi)
+    return binomial_ci(k, n, level)
 
 
 def binomial_p(k: int, n: int, p0: float = 0.5) -> float:
