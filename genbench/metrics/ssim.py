@@ -307,3 +307,37 @@ def _torch_runner(x: np.ndarray, dev: torch.device, cache_bytes: int) -> Callabl
         return (num / den).to(torch.float64).mean(dim=(-2, -1)).cpu().numpy()
 
     return run
+
+
+def ssim_matrix(
+    images: np.ndarray | torch.Tensor,
+    *,
+    device: str | torch.device = "cpu",
+    progress: Progress | None = None,
+    block: int | None = None,
+) -> np.ndarray:
+    """Every pairwise SSIM within a set, (N, N) float64 with ones on the diagonal.
+
+    The same engine (and values) as :func:`nearest_ssim`, keeping every pair instead of each
+    image's maximum; memory is the N x N result (for the Vendi score's SSIM kernel).
+    """
+    x = _as_stack(images, "ssim_matrix")
+    dev = torch.device(device)
+    engine = "numba" if dev.type == "cpu" else "torch"
+    block = block or (64 if engine == "numba" else 32)
+    n = x.shape[0]
+    out = np.eye(n, dtype=np.float64)
+    total = n * (n - 1) // 2
+    done = 0
+    run_tile = _numba_runner(x, 1 << 30) if engine == "numba" else _torch_runner(x, dev, 1 << 30)
+    for i0, i1, j0, j1 in _tiles(n, block):
+        pa, pb = _tile_pairs(i0, i1, j0, j1)
+        if pa.size == 0:
+            continue
+        vals = run_tile(i0, i1, j0, j1, pa, pb)
+        out[pa + i0, pb + j0] = vals
+        out[pb + j0, pa + i0] = vals
+        done += pa.size
+        if progress is not None:
+            progress(done, total)
+    return out
