@@ -165,3 +165,38 @@ def test_a_wrong_version_is_a_usage_error():
 
     with pytest.raises(UsageError, match="--frd-version"):
         frd.check_version("v2")
+
+
+def test_vectorised_normalisation_is_bitwise_the_packages():
+    from frd_score import frd as pkg
+
+    rng = np.random.default_rng(0)
+    r = rng.normal(size=(30, 12)) * rng.uniform(0.1, 50, size=12)
+    s = rng.normal(size=(25, 12)) * 2 + 1
+    r[:, 3] = 7.0  # constant in the reference: std 0 -> inf/NaN columns, dropped afterwards
+    s[2, 5] = np.inf
+    r32, s32 = r.astype(np.float32), s.astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for f in (r32, s32):
+            want = pkg.z_score_normalize(f, 0.0, 1.0, base_distribution=r32, replace_nan=False,
+                                         handle_std_zero=False)
+            np.testing.assert_array_equal(frd._zscore_v1(f, r32, 0.0, 1.0), want)
+    s[4, 1] = np.nan
+    base = np.concatenate([r, s])
+    for f in (r, s):
+        want = pkg.min_max_normalize(f, 0.0, 7.45670747756958, base_distribution=base)
+        np.testing.assert_array_equal(frd._minmax_v0(f, base, 0.0, 7.45670747756958), want)
+
+
+def test_bootstrap_replicates_rerun_the_pipeline_on_resampled_images():
+    from genbench.stats import REAL, SYNTH, Bootstrap
+
+    rng = np.random.default_rng(1)
+    r, s = rng.normal(size=(12, 6)), rng.normal(size=(10, 6)) + 0.5
+    boot = Bootstrap(replicates=4, seed=3)
+    reps = frd.frd_replicates(r, s, "v1", boot)
+    for i in range(4):
+        ir = boot.indices(12, REAL, i, i + 1)[0]
+        is_ = boot.indices(10, SYNTH, i, i + 1)[0]
+        assert reps[i] == frd.frd_statistic(r[ir], s[is_]).value
+    assert len(set(reps.tolist())) == 4

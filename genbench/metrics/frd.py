@@ -432,37 +432,55 @@ class FRDStatistic:
         return out
 
 
+def _zscore_v1(f: np.ndarray, base: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """frd-score's v1 z-scoring (``z_score_normalize(..., replace_nan=False,
+    handle_std_zero=False)``), vectorised: the same float32 operations column by column, so the
+    result is bitwise the package's (checked in the tests); a NaN mean/std leaves a column raw."""
+    mean = np.nanmean(base, axis=0)
+    std = np.nanstd(base, axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = ((f - mean) / std) * (float(hi) - float(lo)) + float(lo)
+    raw = np.isnan(mean) | np.isnan(std)
+    if raw.any():
+        z[:, raw] = f[:, raw]
+    return z.astype(f.dtype, copy=False)
+
+
+def _minmax_v0(f: np.ndarray, base: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """frd-score's v0 min-max scaling (``min_max_normalize``, NaN -> centre), vectorised."""
+    mn = np.nanmin(base, axis=0)
+    mx = np.nanmax(base, axis=0)
+    span = mx - mn
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = ((f - mn) / span) * (float(hi) - float(lo)) + float(lo)
+    z[:, span == 0] = 0.5 * (float(hi) - float(lo)) + float(lo)
+    raw = np.isnan(mn) | np.isnan(mx)
+    if raw.any():
+        z[:, raw] = f[:, raw]
+    z[np.isnan(z)] = (lo + hi) / 2
+    return z
+
+
 def _normalise(real: np.ndarray, synth: np.ndarray, version: str
                ) -> tuple[np.ndarray, np.ndarray, int, tuple[int, int]]:
-    """The package's normalisation of both sets, with its own functions and defaults."""
+    """The package's normalisation of both sets (its defaults; vectorised transcriptions of its
+    functions, bitwise equal to them)."""
     frd_mod, _, _ = _packages()
-    logger = logging.getLogger()
-    level = logger.level
-    logger.setLevel(max(level, logging.ERROR))  # the package logs per constant feature
-    try:
-        if version == "v1":
-            dropped = []
-            sets = []
-            for f in (real, synth):
-                bad = np.isnan(f).any(axis=1)
-                dropped.append(int(bad.sum()))
-                sets.append(f[~bad].astype(np.float32))
-            r, s = sets
-            lo, hi = frd_mod.V1_DEFAULT_NORM_RANGE
-            with np.errstate(divide="ignore", invalid="ignore"):
-                zr = frd_mod.z_score_normalize(r, lo, hi, base_distribution=r, replace_nan=False,
-                                               handle_std_zero=False)
-                zs = frd_mod.z_score_normalize(s, lo, hi, base_distribution=r, replace_nan=False,
-                                               handle_std_zero=False)
-            bad_cols = ~(np.isfinite(zr).all(axis=0) & np.isfinite(zs).all(axis=0))
-            return zr[:, ~bad_cols], zs[:, ~bad_cols], int(bad_cols.sum()), (dropped[0], dropped[1])
-        lo, hi = frd_mod.V0_DEFAULT_NORM_RANGE
-        base = np.concatenate([real, synth], axis=0)
-        zr = frd_mod.min_max_normalize(real, lo, hi, base_distribution=base)
-        zs = frd_mod.min_max_normalize(synth, lo, hi, base_distribution=base)
-        return zr, zs, 0, (0, 0)
-    finally:
-        logger.setLevel(level)
+    if version == "v1":
+        dropped = []
+        sets = []
+        for f in (real, synth):
+            bad = np.isnan(f).any(axis=1)
+            dropped.append(int(bad.sum()))
+            sets.append(f[~bad].astype(np.float32))
+        r, s = sets
+        lo, hi = frd_mod.V1_DEFAULT_NORM_RANGE
+        zr, zs = _zscore_v1(r, r, lo, hi), _zscore_v1(s, r, lo, hi)
+        bad_cols = ~(np.isfinite(zr).all(axis=0) & np.isfinite(zs).all(axis=0))
+        return zr[:, ~bad_cols], zs[:, ~bad_cols], int(bad_cols.sum()), (dropped[0], dropped[1])
+    lo, hi = frd_mod.V0_DEFAULT_NORM_RANGE
+    base = np.concatenate([real, synth], axis=0)
+    return _minmax_v0(real, base, lo, hi), _minmax_v0(synth, base, lo, hi), 0, (0, 0)
 
 
 # A d² below this fraction of the covariance traces is round-off: the statistics are identical.
@@ -502,23 +520,22 @@ def frd_from_features(real: RadiomicFeatures, synth: RadiomicFeatures, version: 
     return frd_statistic(real.values, synth.values, version)
 
 
-def bootstrap_frd(real: np.ndarray, synth: np.ndarray, version: str, *, replicates: int, seed: int,
-                  level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap over images (both sets resampled with replacement, the whole
-    normalise-then-distance pipeline rerun per replicate)."""
-    rng = np.random.default_rng(seed)
-    vals = np.empty(replicates)
-    for b in range(replicates):
-        ir = rng.integers(0, len(real), len(real))
-        is_ = rng.integers(0, len(synth), len(synth))
-        vals[b] = frd_statistic(real[ir], synth[is_], version).value
-    alpha = (1.0 - level) / 2.0
-    lo, hi = np.quantile(vals, [alpha, 1.0 - alpha])
-    return float(lo), float(hi)
+def frd_replicates(real: np.ndarray, synth: np.ndarray, version: str, boot: Any) -> np.ndarray:
+    """Bootstrap replicates (``genbench.stats`` streams REAL and SYNTH): both sets resampled over
+    images and the whole normalise-then-distance pipeline rerun, the real resample being the
+    normalisation reference as the real set is for the value."""
+    from genbench.stats import REAL, SYNTH
 
-
-def n_jobs_label(n_jobs: int | None) -> int:
-    return n_jobs if n_jobs is not None else _default_jobs()
+    nr, ns = len(real), len(synth)
+    out = np.empty(boot.replicates)
+    for i in range(boot.replicates):
+        ir = boot.indices(nr, REAL, i, i + 1)[0]
+        is_ = boot.indices(ns, SYNTH, i, i + 1)[0]
+        try:
+            out[i] = frd_statistic(real[ir], synth[is_], version).value
+        except GenbenchError:
+            out[i] = np.nan  # a degenerate resample (all features dropped); stats drops it
+    return out
 
 
 def masks_from_labels(labels: np.ndarray, organs: Sequence[int] | None = None) -> np.ndarray:
