@@ -46,6 +46,28 @@ def _register_commands() -> None:
 _register_commands()
 
 
+def _is_click_error(exc: BaseException) -> bool:
+    # typer ships its own copy of click, so match the class by name, not by identity.
+    return any(c.__name__ == "ClickException" for c in type(exc).__mro__)
+
+
+def _usage_line(exc: Exception) -> str:
+    """One line: the command, the problem, and the closest valid option when one was mistyped."""
+    message = " ".join(str(exc.format_message() if hasattr(exc, "format_message") else exc).split())
+    ctx = getattr(exc, "ctx", None)
+    where = f"{ctx.command_path}: " if ctx is not None and getattr(ctx, "command_path", None) else ""
+    name = getattr(exc, "option_name", None)
+    if name and ctx is not None and "did you mean" not in message.lower():
+        import difflib
+
+        known = [o for p in ctx.command.params for o in (*p.opts, *p.secondary_opts) if o.startswith("-")]
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+        if close:
+            message += f" (did you mean {close[0]}?)"
+    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    return f"{where}{message}{hint}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors become one line and exit code 2, bugs exit 1 with a hint."""
     try:
@@ -62,12 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print("interrupted")
         return 130
     except Exception as exc:  # click's usage errors and genuine bugs
-        import click
-
-        # typer >= 0.20 raises its vendored copy of click's exceptions, not click's own.
-        vendored = getattr(sys.modules.get("typer._click"), "ClickException", click.ClickException)
-        if isinstance(exc, (click.ClickException, vendored)):
-            exc.show()
+        if _is_click_error(exc):
+            if not str(exc.format_message()).strip():  # no_args_is_help: the help was the message
+                return 2
+            err_console.print(f"[bold red]error:[/] {_usage_line(exc)}", highlight=False, soft_wrap=True)
             return 2
         err_console.print(
             f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"

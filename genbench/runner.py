@@ -39,11 +39,10 @@ import genbench
 from genbench.errors import GenbenchError, InputError, UsageError, WeightsUnavailableError
 from genbench.imageset import ImageSet
 from genbench.io.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
-from genbench.metrics.result import DIRECTION, METRIC_NAMES
+from genbench.metrics.registry import REGISTRY
 from genbench.stages import StageRecord, StageStore, content_key, file_sha256
 
 RESULTS_SCHEMA = "genbench.results/1"
-INCEPTION_METRICS = frozenset({"is", "fid", "kid", "precision", "recall"})
 
 # Defaults that depend on the preset: the image size (the image count is the data preset's).
 PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -76,10 +75,11 @@ class RunConfig:
     force: bool = False
     inception_weights: Path | None = None
     steps: int | None = None
-    metrics: tuple[str, ...] = METRIC_NAMES
+    metrics: tuple[str, ...] = field(default_factory=REGISTRY.default_names)
     overrides: dict[str, Any] = field(default_factory=dict)
     figures: bool = True
     fds_seeds: int | None = None  # t-SNE repeats for FDS (None: the metrics default, 3)
+    eval_options: dict[str, Any] = field(default_factory=dict)  # further EvalOptions fields (--kid-subset-size...)
 
     @property
     def root(self) -> Path:
@@ -281,6 +281,7 @@ class EvalSettings:
     device: str
     seed: int
     fds_seeds: int | None
+    extra: dict[str, Any] = field(default_factory=dict)  # further EvalOptions fields
 
     def identity(self) -> dict[str, Any]:
         # Device and cache location do not change the values; everything else here does.
@@ -289,6 +290,7 @@ class EvalSettings:
             "inception_weights": self.weights_sha256,
             "seed": self.seed,
             "fds_seeds": self.fds_seeds,
+            **{k: str(v) for k, v in sorted(self.extra.items()) if k != "batch_size"},
         }
 
     def options(self, cache_dir: Path | None) -> Any:
@@ -303,7 +305,7 @@ class EvalSettings:
         }
         if self.fds_seeds is not None:
             kwargs["fds_seeds"] = self.fds_seeds
-        return EvalOptions(**kwargs)
+        return EvalOptions(**{**self.extra, **kwargs})
 
 
 
@@ -324,9 +326,7 @@ class Runner:
             raise UsageError(
                 f"unknown preset {cfg.preset!r}; choose one of {', '.join(PRESET_DEFAULTS)}"
             )
-        unknown = [m for m in cfg.metrics if m not in DIRECTION]
-        if unknown:
-            raise UsageError(f"unknown metric {unknown[0]!r}; known: {', '.join(METRIC_NAMES)}")
+        cfg.metrics = REGISTRY.parse(cfg.metrics)
         if cfg.device not in (None, "cpu", "cuda") and not str(cfg.device).startswith("cuda:"):
             raise UsageError(f"--device must be cpu or cuda, got {cfg.device!r}")
         if cfg.device and cfg.device.startswith("cuda") and not torch.cuda.is_available():
@@ -380,7 +380,7 @@ class Runner:
         return data
 
     def _resolve_weights(self) -> tuple[Path | None, str | None]:
-        if not INCEPTION_METRICS & set(self.cfg.metrics):
+        if not set(REGISTRY.of_family("inception")) & set(self.cfg.metrics):
             return None, None
         from genbench.metrics.inception import resolve_inception_weights
 
@@ -656,7 +656,7 @@ class Runner:
 
         weights, weights_sha = self._resolve_weights()
         settings = EvalSettings(tuple(cfg.metrics), weights, weights_sha, self._eval_device(),
-                                cfg.seed, cfg.fds_seeds)
+                                cfg.seed, cfg.fds_seeds, dict(cfg.eval_options))
         n_samples = cfg.n_samples or len(data.test)
 
         floor = self._floor_stage(data.test, data_key, settings)

@@ -13,7 +13,9 @@ except ImportError:
     from tests._inception_fixtures import inception_material  # noqa: F401
 
 from genbench.cli import main
-from genbench.metrics.result import METRIC_NAMES
+from genbench.metrics.registry import REGISTRY
+
+METRIC_NAMES = REGISTRY.default_names()
 
 
 def _run(capsys, *args):

@@ -17,7 +17,9 @@ from genbench.errors import UsageError, WeightsUnavailableError
 from genbench.imageset import ImageSet
 from genbench.metrics import inception as inc
 from genbench.metrics.pipeline import EvalOptions, evaluate, floor_split, parse_metric_names
-from genbench.metrics.result import METRIC_NAMES
+from genbench.metrics.registry import REGISTRY
+
+METRIC_NAMES = REGISTRY.default_names()
 
 INCEPTION = ("is", "fid", "kid", "precision", "recall")
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,16 +11,23 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from genbench.commands.options import with_eval_options
 from genbench.errors import GenbenchError, InputError, UsageError
 
-HELP = (
-    "Score SYNTH against REAL: IS, FID, KID, precision/recall (Inception-v3 as torch-fidelity "
-    "defines it), FDS (joint t-SNE Gaussian KL) and DS (nearest-neighbour SSIM histogram KL).\n\n"
-    "REAL and SYNTH are folders (read recursively) or single files: PNG/TIFF 8/16-bit, NPY/NPZ, "
-    "DICOM, NIfTI.\n\n"
-    "Exit codes: 0 done; 1 internal error (or a metric failed); 2 bad input or usage "
-    "(with --strict also: a requested metric unavailable)."
-)
+def _help() -> str:
+    from genbench.metrics.registry import REGISTRY
+
+    names = "; ".join(f"{s.name} ({s.title}, {s.arrow})" for s in REGISTRY)
+    groups = ", ".join(f"{k} = {'+'.join(v)}" for k, v in REGISTRY.selectors().items()
+                       if k not in REGISTRY and k not in ("every",))
+    return (
+        "Score SYNTH against REAL with every registered metric.\n\n"
+        f"Metrics: {names}. Groups: {groups}.\n\n"
+        "REAL and SYNTH are folders (read recursively) or single files: PNG/TIFF 8/16-bit, NPY/NPZ, "
+        "DICOM, NIfTI.\n\n"
+        "Exit codes: 0 done; 1 internal error (or a metric failed); 2 bad input or usage "
+        "(with --strict also: a requested metric unavailable)."
+    )
 
 
 class StrictError(GenbenchError):
@@ -58,43 +63,14 @@ def _check_json_target(path: Path) -> None:
                          "(choose another --json path or remove the file)", str(path))
 
 
-@contextmanager
-def _progress_bars(console: Console, enabled: bool) -> Iterator[Any]:
-    """A ProgressFactory drawing rich bars (with throughput) on stderr; None when disabled."""
-    if not enabled:
-        yield None
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        ProgressColumn,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-    from rich.text import Text
+def _check_device(device: str) -> None:
+    if device != "auto" and not (device == "cpu" or device.startswith("cuda") or device == "mps"):
+        raise UsageError(f"--device must be cpu, cuda, cuda:N, mps or auto, got {device!r}")
+    if device.startswith("cuda"):
+        import torch
 
-    class RateColumn(ProgressColumn):
-        def render(self, task: Any) -> Text:
-            return Text(f"{task.speed:.1f}/s" if task.speed and task.total and task.total > 1 else "")
-
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  RateColumn(), TimeElapsedColumn(), TimeRemainingColumn(), console=console,
-                  transient=True) as bars:
-
-        def factory(description: str, total: int | None):
-            task = bars.add_task(description, total=total)
-
-            def advance(n: int, total: int | None = None) -> None:
-                if total is not None:
-                    bars.update(task, total=total)
-                bars.advance(task, n)
-
-            return advance
-
-        yield factory
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {device}: CUDA is not available on this machine")
 
 
 def _fmt(r: Any) -> str:
@@ -107,7 +83,7 @@ def _fmt(r: Any) -> str:
 
 
 def render_table(report: Any) -> Table:
-    from genbench.metrics.result import DIRECTION
+    from genbench.metrics.registry import REGISTRY
 
     table = Table(title=f"genbench metrics: {report.synth.n} synthetic vs {report.real.n} real images")
     table.add_column("metric")
@@ -116,14 +92,22 @@ def render_table(report: Any) -> Table:
     if report.floor is not None:
         table.add_column("real-vs-real floor", justify="right")
     table.add_column("status")
+    shared: dict[str, list[str]] = {}
     for m in report.options.metrics:
         r = report.metrics[m]
+        spec = REGISTRY[m]
         status = {"ok": "[green]ok[/]", "unavailable": "[yellow]unavailable[/]",
                   "failed": "[red]failed[/]"}[r.status]
         if r.reason and r.status != "ok":
-            first = r.reason if len(r.reason) <= 90 else r.reason[:87] + "..."
-            status += f" {first}"
-        row = [m.upper() if len(m) <= 3 else m, "↑" if DIRECTION[m] > 0 else "↓", _fmt(r)]
+            # A reason shared by several metrics (missing weights) is printed once, under the table.
+            seen = shared.setdefault(r.reason, [])
+            seen.append(spec.title)
+            if len(seen) == 1:
+                first = r.reason if len(r.reason) <= 90 else r.reason[:87] + "..."
+                status += f" {first}"
+            else:
+                status += " (same reason as above)"
+        row = [spec.title, spec.arrow, _fmt(r)]
         if report.floor is not None:
             row.append(_fmt(report.floor[m]))
         row.append(status)
@@ -131,19 +115,11 @@ def render_table(report: Any) -> Table:
     return table
 
 
+@with_eval_options("metrics")
 def metrics_command(
     real: Annotated[Path, typer.Argument(help="Folder or file of real images.", show_default=False)],
     synth: Annotated[Path, typer.Argument(help="Folder or file of synthetic images.", show_default=False)],
-    metrics: Annotated[str, typer.Option(
-        "--metrics", help="Comma-separated: is,fid,kid,prc,fds,ds (prc = precision + recall) or all.")] = "all",
-    inception_weights: Annotated[Path | None, typer.Option(
-        "--inception-weights", help="Inception-v3 weights file (torch-fidelity's format). Default: "
-        "torch-fidelity's cache (<torch hub>/checkpoints). Never downloaded.")] = None,
-    inception_backend: Annotated[str, typer.Option(
-        "--inception-backend", help="'genbench' (fast, cached features) or 'torch-fidelity' (reference).")
-    ] = "genbench",
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto.")] = "auto",
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Inception batch size.")] = 32,
     seed: Annotated[int, typer.Option("--seed", help="Seed for IS shuffling, KID subsets, FDS, the floor split.")
                     ] = 0,
     floor: Annotated[bool, typer.Option(
@@ -161,36 +137,23 @@ def metrics_command(
     value_range: Annotated[str | None, typer.Option(
         "--value-range", help="LO,HI: raw value range mapped to [-1, 1] for arrays without a declared range.")
     ] = None,
-    fds_seeds: Annotated[int, typer.Option("--fds-seeds", help="Number of t-SNE seeds FDS averages over.")] = 3,
-    kid_subset_size: Annotated[int | None, typer.Option(
-        "--kid-subset-size", help="KID subset size. Default: min(n_real, n_synth, 1000).")] = None,
     cache_dir: Annotated[Path | None, typer.Option(
-        "--cache-dir", help="Inception feature cache. Default: $GENBENCH_CACHE/features or "
-        "~/.cache/genbench/features.")] = None,
+        "--cache-dir", help="Feature cache. Default: $GENBENCH_CACHE/features.")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the feature cache.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    *,
+    eval_overrides: dict[str, Any],
 ) -> None:
-    from genbench.metrics.pipeline import EvalOptions, evaluate, parse_metric_names
+    from genbench.metrics.pipeline import EvalOptions, evaluate
+    from genbench.progress import rich_bars
 
-    names = parse_metric_names(metrics)
     hu = _parse_range(hu_window, "--hu-window")
     vr = _parse_range(value_range, "--value-range")
     if resize is not None and resize < 8:
         raise UsageError(f"--resize must be >= 8 pixels, got {resize}")
-    if inception_backend not in ("genbench", "torch-fidelity"):
-        raise UsageError(f"--inception-backend must be 'genbench' or 'torch-fidelity', got {inception_backend!r}")
-    if device != "auto" and not (device == "cpu" or device.startswith("cuda") or device == "mps"):
-        raise UsageError(f"--device must be cpu, cuda, cuda:N, mps or auto, got {device!r}")
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise UsageError(f"--device {device}: CUDA is not available on this machine")
-    options = EvalOptions(
-        metrics=names, inception_weights=inception_weights, inception_backend=inception_backend,
-        device=device, batch_size=batch_size, seed=seed, fds_seeds=fds_seeds, floor=floor, strict=strict,
-        cache_dir=cache_dir, use_cache=not no_cache, kid_subset_size=kid_subset_size,
-    )
+    _check_device(device)
+    options = EvalOptions(**{"device": device, "seed": seed, "floor": floor, "strict": strict,
+                             "cache_dir": cache_dir, "use_cache": not no_cache, **eval_overrides})
     if json_out is not None:
         _check_json_target(json_out)
 
@@ -208,7 +171,7 @@ def metrics_command(
                       highlight=False)
         sets[label] = images
 
-    with _progress_bars(err, not quiet) as progress:
+    with rich_bars(err, not quiet) as progress:
         report = evaluate(sets["real"], sets["synth"], options, progress=progress)
 
     out.print(render_table(report))
@@ -232,4 +195,4 @@ def metrics_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("metrics", help=HELP, no_args_is_help=True)(metrics_command)
+    app.command("metrics", help=_help(), no_args_is_help=True)(metrics_command)

@@ -6,7 +6,10 @@ from pathlib import Path
 
 import typer
 
+from genbench.commands.options import with_eval_options
 
+
+@with_eval_options("run")
 def run(
     dataset: str = typer.Option(..., "--dataset", "-d", help="chest | heart | pelvic | abdomen"),
     models: str = typer.Option("all", "--models", "-m", help="'all' or a comma list of generators."),
@@ -25,23 +28,19 @@ def run(
     ),
     seed: int = typer.Option(0, "--seed", help="Seed for data split, training and sampling."),
     force: bool = typer.Option(False, "--force", help="Redo every stage, even finished ones."),
-    inception_weights: Path | None = typer.Option(
-        None, "--inception-weights", help="pt_inception-2015-12-05 weights file (for IS/FID/KID/PR)."
-    ),
     steps: int | None = typer.Option(
         None, "--steps", help="Override every model's training steps (smoke tests)."
-    ),
-    metrics: str | None = typer.Option(
-        None, "--metrics", help="Comma list of metrics (default: all: is,fid,kid,precision,recall,fds,ds)."
     ),
     set_: list[str] = typer.Option(
         [], "--set", help="Model config override: key=value (every model) or model.key=value (repeatable)."
     ),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="Draw the figures."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only notices, errors and the table."),
+    *,
+    eval_overrides: dict,
 ) -> None:
     """Benchmark generators on one dataset: train -> sample -> evaluate -> table, resumable."""
-    from genbench.metrics.result import METRIC_NAMES
+    from genbench.metrics.registry import REGISTRY
     from genbench.runner import Reporter, RunConfig, parse_overrides, run_benchmark
 
     cfg = RunConfig(
@@ -56,9 +55,11 @@ def run(
         n_samples=n_samples,
         seed=seed,
         force=force,
-        inception_weights=inception_weights,
+        inception_weights=eval_overrides.pop("inception_weights", None),
         steps=steps,
-        metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()) if metrics else METRIC_NAMES,
+        metrics=REGISTRY.parse(eval_overrides.pop("metrics", None)),
+        fds_seeds=eval_overrides.pop("fds_seeds", None),
+        eval_options=eval_overrides,
         overrides=parse_overrides(set_),
         figures=figures,
     )

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from genbench.metrics.result import DIRECTION, METRIC_NAMES, MetricResult
+from genbench.metrics.registry import REGISTRY, MetricSpec
+from genbench.metrics.result import MetricResult
 
 __all__ = [
-    "DIRECTION",
-    "METRIC_NAMES",
     "EvalOptions",
     "EvalReport",
     "InceptionFeatureExtractor",
+    "MetricContext",
     "MetricResult",
+    "MetricSpec",
+    "PreparedReal",
+    "REGISTRY",
     "compute_inception_metrics",
     "evaluate",
     "floor",
@@ -28,6 +31,8 @@ _LAZY = {
     "EvalOptions": "genbench.metrics.pipeline",
     "EvalReport": "genbench.metrics.pipeline",
     "evaluate": "genbench.metrics.pipeline",
+    "MetricContext": "genbench.metrics.pipeline",
+    "PreparedReal": "genbench.metrics.pipeline",
     "floor": "genbench.metrics.pipeline",
     "parse_metric_names": "genbench.metrics.pipeline",
     "compute_inception_metrics": "genbench.metrics.fidelity",

@@ -335,3 +335,12 @@ def compute_fds(
                   params=fds_ci_params(len(embeddings)))
     res.elapsed_s = time.perf_counter() - t0
     return res
+
+
+def compute_fds_metric(ctx: Any) -> MetricResult:
+    """Registry entry: FDS over ``options.fds_seeds`` t-SNE seeds starting at ``options.seed``."""
+    opts = ctx.options
+    seeds = tuple(range(opts.seed, opts.seed + opts.fds_seeds))
+    with ctx.step("FDS", None) as step:
+        return compute_fds(ctx.real.images, ctx.synth.images, seeds=seeds, perplexity=opts.fds_perplexity,
+                           pca_dims=opts.fds_pca_dims, n_jobs=opts.n_jobs, progress=step.absolute)

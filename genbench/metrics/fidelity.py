@@ -54,7 +54,6 @@ from genbench.metrics.inception import (
 from genbench.metrics.result import MetricResult
 
 __all__ = [
-    "INCEPTION_METRICS",
     "compute_inception_metrics",
     "frechet_distance",
     "gaussian_stats",
@@ -64,7 +63,6 @@ __all__ = [
     "precision_recall",
 ]
 
-INCEPTION_METRICS: tuple[str, ...] = ("is", "fid", "kid", "precision", "recall")
 BACKBONE = "inception-v3-compat (torch-fidelity), pool3 2048-d / unbiased logits 1008-d"
 
 # torch-fidelity 0.4 defaults, reproduced so that the values are comparable.
@@ -462,7 +460,9 @@ def compute_inception_metrics(real: torch.Tensor, synth: torch.Tensor, *, metric
 
     Missing weights give 'unavailable' results whose reason says how to provide them.
     """
-    wanted = set(metrics) & set(INCEPTION_METRICS)
+    from genbench.metrics.registry import REGISTRY
+
+    wanted = set(metrics) & set(REGISTRY.of_family("inception"))
     if not wanted:
         return {}
     try:
@@ -544,3 +544,68 @@ def _via_torch_fidelity(real: torch.Tensor, synth: torch.Tensor, wanted: set[str
                               params={**common, **params, "seed": seed}, elapsed_s=dt / len(wanted),
                               n_real=nr, n_synth=ns)
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Registry entry points: IS/FID/KID/precision/recall are computed together, once per context.
+
+
+def _inception_results(ctx: Any) -> dict[str, MetricResult]:
+    from genbench.metrics.registry import REGISTRY
+
+    def build() -> dict[str, MetricResult]:
+        wanted = set(ctx.wanted) & set(REGISTRY.of_family("inception"))
+        opts = ctx.options
+        if opts.inception_backend == "torch-fidelity":
+            wpath = resolve_inception_weights(opts.inception_weights)
+            return _via_torch_fidelity(ctx.real.images, ctx.synth.images, wanted, wpath,
+                                       _resolve_device(ctx.device), opts.batch_size, ctx.seed,
+                                       opts.kid_subset_size)
+
+        def extractor() -> InceptionFeatureExtractor:
+            key = ("inception-extractor", str(opts.inception_weights), ctx.device)
+            if key not in ctx.shared:
+                ctx.shared[key] = InceptionFeatureExtractor(opts.inception_weights, device=ctx.device,
+                                                            batch_size=opts.batch_size)
+            return ctx.shared[key]
+
+        ext = extractor()
+
+        def features(label: str) -> Any:
+            def compute(images: Any) -> InceptionFeatures:
+                with ctx.step(f"Inception features ({label})", len(images)) as step:
+                    feats, _hit = ext.features(images.images, cache_dir=opts.cache_dir,
+                                               content_sha256=ctx.sha256(images), progress=step,
+                                               use_cache=opts.use_cache)
+                return feats
+
+            return ctx.per_image(("inception", ext.weights_sha256), label, compute)
+
+        fr, fs = features("real"), features("synth")
+        common = {"backbone": BACKBONE, "weights_sha256": ext.weights_sha256, "backend": "genbench",
+                  "preprocessing": ext.preprocessing()}
+        with ctx.step("IS/FID/KID/PR", 1):
+            return metrics_from_features(fs, fr, metrics=wanted, seed=ctx.seed,
+                                         kid_subset_size=opts.kid_subset_size, common=common)
+
+    return ctx.once("inception", build)
+
+
+def compute_is(ctx: Any) -> MetricResult:
+    return _inception_results(ctx)["is"]
+
+
+def compute_fid(ctx: Any) -> MetricResult:
+    return _inception_results(ctx)["fid"]
+
+
+def compute_kid(ctx: Any) -> MetricResult:
+    return _inception_results(ctx)["kid"]
+
+
+def compute_precision(ctx: Any) -> MetricResult:
+    return _inception_results(ctx)["precision"]
+
+
+def compute_recall(ctx: Any) -> MetricResult:
+    return _inception_results(ctx)["recall"]

@@ -1,10 +1,13 @@
-"""Every metric between two image sets, once: the engine behind ``genbench metrics`` and the runner.
+"""Every metric between two image sets, once: the engine behind ``genbench metrics``, the runner
+and the Python API (:func:`genbench.evaluate`).
 
-Each set is decoded once by the caller; here its content hash is computed once, its Inception
-features once (and cached on disk), and the tensors and features are shared by all metrics and by
-the real-vs-real floor (two disjoint random halves of REAL, chosen with the seed). A metric that
-raises becomes a result with status "failed" (or "unavailable" when the reason is something the
-user can fix, such as missing weights or too few images), never a crash.
+The metrics come from the registry (:mod:`genbench.metrics.registry`); each gets a
+:class:`MetricContext` holding the two sets, the options and two memo tables: per-image
+quantities (Inception features, radiomic features, ...) are computed once per underlying set and
+shared by every metric, by the real-vs-real floor (whose sets are rows of REAL) and, through
+:class:`PreparedReal`, by every later call that scores a new synthetic set against the same REAL.
+A metric that raises becomes a result with status "failed" (or "unavailable" when the reason is
+something the user can fix, such as missing weights or too few images), never a crash.
 """
 
 from __future__ import annotations
@@ -22,13 +25,15 @@ import torch
 from genbench import __version__
 from genbench.errors import GenbenchError, UsageError
 from genbench.imageset import ImageSet
-from genbench.metrics.result import METRIC_NAMES, MetricResult
+from genbench.metrics.registry import REGISTRY
+from genbench.metrics.result import MetricResult
+from genbench.progress import ProgressFactory, Step
 
 __all__ = [
-    "METRIC_ALIASES",
     "EvalOptions",
     "EvalReport",
-    "ProgressFactory",
+    "MetricContext",
+    "PreparedReal",
     "SetInfo",
     "evaluate",
     "floor",
@@ -36,62 +41,47 @@ __all__ = [
     "parse_metric_names",
 ]
 
-# Names accepted by --metrics: the metric names themselves plus groups.
-METRIC_ALIASES: dict[str, tuple[str, ...]] = {
-    "prc": ("precision", "recall"),
-    "pr": ("precision", "recall"),
-    "all": METRIC_NAMES,
-    "inception": ("is", "fid", "kid", "precision", "recall"),
-}
-INCEPTION_METRICS = ("is", "fid", "kid", "precision", "recall")
-
-# progress(description, total) -> advance(n, total=None): lets the CLI draw bars without this module
-# knowing rich. ``total`` given to advance replaces the step's total (FDS/DS learn theirs late).
-ProgressFactory = Callable[[str, "int | None"], Callable[..., None]]
-
 
 def parse_metric_names(spec: str | Iterable[str] | None) -> tuple[str, ...]:
-    """'is,fid,prc' -> ('is', 'fid', 'precision', 'recall') in canonical order; UsageError on unknown names."""
-    if spec is None:
-        return METRIC_NAMES
-    items = spec.split(",") if isinstance(spec, str) else list(spec)
-    chosen: set[str] = set()
-    bad = []
-    for raw in items:
-        name = raw.strip().lower()
-        if not name:
-            continue
-        if name in METRIC_NAMES:
-            chosen.add(name)
-        elif name in METRIC_ALIASES:
-            chosen.update(METRIC_ALIASES[name])
-        else:
-            bad.append(raw.strip())
-    if bad or not chosen:
-        valid = ", ".join([*METRIC_NAMES, *METRIC_ALIASES])
-        what = f"unknown metric name(s): {', '.join(bad)}" if bad else "no metric selected"
-        raise UsageError(f"--metrics: {what}; valid names: {valid}")
-    return tuple(m for m in METRIC_NAMES if m in chosen)
+    """'is,fid,prc' -> ('is', 'fid', 'precision', 'recall') in registry order; UsageError on unknown names."""
+    return REGISTRY.parse(spec)
+
+
+def cli(flag: str, help: str, *, run: bool = True) -> dict[str, Any]:
+    """Field metadata that makes an :class:`EvalOptions` field a command-line option of
+    ``genbench metrics`` (and of ``genbench run`` unless ``run=False``)."""
+    return {"cli": flag, "help": help, "run": run}
 
 
 @dataclass
 class EvalOptions:
-    """Everything that determines the metric values (and is written to the report)."""
+    """Everything that determines the metric values (and is written to the report).
 
-    metrics: tuple[str, ...] = METRIC_NAMES
-    inception_weights: Path | None = None  # None: torch-fidelity's cache (torch hub); never downloaded
-    inception_backend: str = "genbench"  # or "torch-fidelity" (the reference, slower)
-    device: str = "cpu"  # "cpu", "cuda", "cuda:1", "auto"
-    batch_size: int = 32
+    Fields with ``cli`` metadata are the command-line options of ``genbench metrics`` and
+    ``genbench run``, declared here once (see ``genbench.commands.options``).
+    """
+
+    metrics: tuple[str, ...] = field(default_factory=REGISTRY.default_names, metadata=cli(
+        "--metrics", "Comma list of metric names, aliases or groups (see `genbench metrics --help`); "
+        "default: all."))
+    inception_weights: Path | None = field(default=None, metadata=cli(
+        "--inception-weights", "Inception-v3 weights file (torch-fidelity's pt_inception-2015-12-05). "
+        "Default: torch-fidelity's cache. Never downloaded."))
+    inception_backend: str = field(default="genbench", metadata=cli(
+        "--inception-backend", "'genbench' (fast, cached features) or 'torch-fidelity' (reference).",
+        run=False))
+    device: str = "auto"  # "cpu", "cuda", "cuda:1", "auto"; a runtime setting: not part of identity
+    batch_size: int = field(default=32, metadata=cli("--batch-size", "Feature extraction batch size."))
     seed: int = 0
-    fds_seeds: int = 3
+    fds_seeds: int = field(default=3, metadata=cli("--fds-seeds", "Number of t-SNE seeds FDS averages over."))
     fds_perplexity: float = 30.0
     fds_pca_dims: int = 50
     floor: bool = False
     strict: bool = False  # missing weights raise WeightsUnavailableError instead of 'unavailable'
-    cache_dir: Path | None = None  # Inception feature cache; None: $GENBENCH_CACHE/features or ~/.cache/...
+    cache_dir: Path | None = None  # feature cache; None: $GENBENCH_CACHE/features
     use_cache: bool = True
-    kid_subset_size: int | None = None  # None: min(n_real, n_synth, 1000)
+    kid_subset_size: int | None = field(default=None, metadata=cli(
+        "--kid-subset-size", "KID subset size. Default: min(n_real, n_synth, 1000)."))
     n_jobs: int | None = None
 
     def __post_init__(self) -> None:
@@ -107,13 +97,27 @@ class EvalOptions:
         if self.kid_subset_size is not None and self.kid_subset_size < 2:
             raise UsageError("--kid-subset-size must be >= 2")
         if self.inception_backend not in ("genbench", "torch-fidelity"):
-            raise UsageError("inception backend must be 'genbench' or 'torch-fidelity'")
+            raise UsageError("--inception-backend must be 'genbench' or 'torch-fidelity', "
+                             f"got {self.inception_backend!r}")
 
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["metrics"] = list(self.metrics)
-        for key in ("inception_weights", "cache_dir"):
-            out[key] = None if out[key] is None else str(out[key])
+        for key, val in out.items():
+            if isinstance(val, Path):
+                out[key] = str(val)
+        return out
+
+    def identity(self) -> dict[str, Any]:
+        """What changes the values: everything but runtime settings and where files are."""
+        out = self.to_json()
+        for key in ("device", "cache_dir", "use_cache", "n_jobs", "strict", "batch_size", "floor"):
+            out.pop(key, None)
+        if self.inception_weights is not None:
+            from genbench.metrics.inception import file_sha256
+
+            out["inception_weights"] = file_sha256(self.inception_weights) \
+                if self.inception_weights.is_file() else str(self.inception_weights)
         return out
 
 
@@ -137,6 +141,8 @@ class SetInfo:
 
 @dataclass
 class EvalReport:
+    """What ``genbench metrics --json`` writes: every registered metric (and floor), in registry order."""
+
     real: SetInfo
     synth: SetInfo
     metrics: dict[str, MetricResult]
@@ -156,13 +162,16 @@ class EvalReport:
                 bad[f"floor.{m}"] = r
         return bad
 
+    def value(self, name: str) -> float | None:
+        return self.metrics[name].value
+
     def to_json(self) -> dict[str, Any]:
         return {
             "genbench_version": self.genbench_version,
             "real": self.real.to_json(),
             "synth": self.synth.to_json(),
-            "metrics": {m: self.metrics[m].to_json() for m in METRIC_NAMES},
-            "floor": None if self.floor is None else {m: self.floor[m].to_json() for m in METRIC_NAMES},
+            "metrics": {m: r.to_json() for m, r in self.metrics.items()},
+            "floor": None if self.floor is None else {m: r.to_json() for m, r in self.floor.items()},
             "options": self.options.to_json(),
             "elapsed_s": round(self.elapsed_s, 3),
         }
@@ -171,15 +180,91 @@ class EvalReport:
 # ---------------------------------------------------------------------------------------------
 
 
-def floor_split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Two disjoint halves of range(n) (sorted indices), chosen by ``seed``; an odd one out is dropped."""
-    perm = np.random.default_rng(seed).permutation(n)
-    h = n // 2
-    return np.sort(perm[:h]), np.sort(perm[h:2 * h])
+@dataclass
+class MetricContext:
+    """What a metric's compute function receives (see ``docs/adding-a-metric.md``).
 
+    ``real``/``synth``/``train`` are the sets being compared. ``sources`` says which underlying
+    set each one is (and which rows of it), so :meth:`per_image` computes a per-image quantity
+    once per underlying set. ``shared`` outlives this context (model and floor, PreparedReal);
+    ``local`` lives for this pair of sets only.
+    """
 
-def _not_requested() -> MetricResult:
-    return MetricResult.unavailable("", "not requested (see --metrics)")
+    real: ImageSet
+    synth: ImageSet
+    options: EvalOptions
+    device: str
+    wanted: tuple[str, ...]
+    train: ImageSet | None = None
+    is_floor: bool = False
+    title: str = ""
+    progress: ProgressFactory | None = None
+    shared: dict[Any, Any] = field(default_factory=dict)
+    local: dict[Any, Any] = field(default_factory=dict)
+    sources: dict[str, tuple[ImageSet, np.ndarray | None]] = field(default_factory=dict)
+
+    @property
+    def seed(self) -> int:
+        return self.options.seed
+
+    def set(self, which: str) -> ImageSet:
+        found = {"real": self.real, "synth": self.synth, "train": self.train}.get(which)
+        if found is None:
+            from genbench.errors import InputError
+
+            raise InputError(f"this metric needs the {which} set; none was given", which)
+        return found
+
+    def sha256(self, images: ImageSet) -> str:
+        table = self.shared.setdefault("_sha256", {})
+        key = id(images)
+        if key not in table:
+            table[key] = (images, images.sha256())  # keep the set alive so its id stays unique
+        return table[key][1]
+
+    def _source(self, which: str) -> tuple[ImageSet, np.ndarray | None]:
+        return self.sources.get(which) or (self.set(which), None)
+
+    def per_image(self, kind: str, which: str, compute: Callable[[ImageSet], Any]) -> Any:
+        """``compute(set)`` (rows in image order) memoised per underlying set; rows selected for subsets.
+
+        The result must support ``.subset(rows)`` or numpy-style ``[rows]`` indexing.
+        """
+        parent, rows = self._source(which)
+        key = (kind, self.sha256(parent))
+        if key not in self.shared:
+            self.shared[key] = compute(parent)
+        value = self.shared[key]
+        if rows is None:
+            return value
+        return value.subset(rows) if hasattr(value, "subset") else value[rows]
+
+    def per_set(self, kind: str, which: str, compute: Callable[[ImageSet], Any]) -> Any:
+        """``compute(set)`` for a whole-set quantity (e.g. nearest neighbours within the set):
+        memoised across contexts only when the set is a whole underlying set, never for subsets."""
+        parent, rows = self._source(which)
+        images = self.set(which)
+        if rows is not None:
+            return self.once((kind, which), lambda: compute(images))
+        key = (kind, self.sha256(parent))
+        if key not in self.shared:
+            self.shared[key] = compute(parent)
+        return self.shared[key]
+
+    def once(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """``compute()`` once per context; an exception is remembered and raised again."""
+        if key not in self.local:
+            try:
+                self.local[key] = (True, compute())
+            except Exception as exc:  # noqa: BLE001 - re-raised for every metric that asks
+                self.local[key] = (False, exc)
+        ok, value = self.local[key]
+        if not ok:
+            raise value
+        return value
+
+    def step(self, description: str, total: int | None) -> Step:
+        return Step(self.progress, f"{self.title}{description}", total)
 
 
 def _guarded(name: str, fn: Callable[[], MetricResult]) -> MetricResult:
@@ -195,190 +280,98 @@ def _guarded(name: str, fn: Callable[[], MetricResult]) -> MetricResult:
     return res
 
 
-class _Step:
-    """A progress step that always completes, even when the work raises."""
-
-    def __init__(self, progress: ProgressFactory | None, description: str, total: int | None) -> None:
-        self.advance = progress(description, total) if progress else (lambda n, total=None: None)
-        self.total, self.done = total, 0
-
-    def __call__(self, n: int) -> None:
-        self.done += n
-        self.advance(n)
-
-    def absolute(self, done: int, total: int) -> None:
-        """Adapter for the metrics that report ``progress(done, total)`` (FDS, DS)."""
-        if total != self.total:
-            self.total = total
-            self.advance(0, total=total)
-        if done > self.done:
-            self(done - self.done)
-
-    def __enter__(self) -> _Step:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.total is None:
-            self.advance(1, total=1)
-            return
-        left = self.total - self.done
-        if left > 0:
-            self.advance(left)
-
-
-def _inception_features(sets: list[tuple[str, ImageSet, str]], options: EvalOptions,
-                        progress: ProgressFactory | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Features per set label, or raise GenbenchError (missing weights and the like)."""
-    from genbench.metrics.fidelity import BACKBONE, _resolve_device
-    from genbench.metrics.inception import InceptionFeatureExtractor
-
-    ext = InceptionFeatureExtractor(options.inception_weights, device=_resolve_device(options.device),
-                                    batch_size=options.batch_size)
-    feats = {}
-    for label, images, sha in sets:
-        with _Step(progress, f"Inception features ({label})", len(images)) as step:
-            feats[label], _hit = ext.features(images.images, cache_dir=options.cache_dir, content_sha256=sha,
-                                              progress=step, use_cache=options.use_cache)
-    common = {"backbone": BACKBONE, "weights_sha256": ext.weights_sha256, "backend": "genbench",
-              "preprocessing": ext.preprocessing()}
-    return feats, common
-
-
-def _pixel_metric(name: str, real: torch.Tensor, synth: torch.Tensor, options: EvalOptions,
-                  extra_params: dict[str, Any], step: _Step) -> MetricResult:
-    if name == "fds":
-        from genbench.metrics.fds import compute_fds
-
-        seeds = tuple(range(options.seed, options.seed + options.fds_seeds))
-        res = compute_fds(real, synth, seeds=seeds, perplexity=options.fds_perplexity,
-                          pca_dims=options.fds_pca_dims, n_jobs=options.n_jobs, progress=step.absolute)
-    else:
-        from genbench.metrics.ds import compute_ds
-        from genbench.metrics.fidelity import _resolve_device
-
-        res = compute_ds(real, synth, device=_resolve_device(options.device), progress=step.absolute)
-    res.params = {**res.params, **extra_params}
-    return res
-
-
-def _evaluate_pair(real: ImageSet, synth: ImageSet, options: EvalOptions, wanted: tuple[str, ...],
-                   inception: tuple[dict[str, Any], dict[str, Any]] | GenbenchError | None,
-                   labels: tuple[str, str], progress: ProgressFactory | None,
-                   extra_params: dict[str, Any], title: str = "") -> dict[str, MetricResult]:
+def _score(ctx: MetricContext, extra_params: dict[str, Any]) -> dict[str, MetricResult]:
     out: dict[str, MetricResult] = {}
-    inc = [m for m in wanted if m in INCEPTION_METRICS]
-    if inc:
-        if isinstance(inception, GenbenchError):
-            for m in inc:
-                out[m] = MetricResult.unavailable(m, str(inception))
-        elif inception is not None:
-            from genbench.metrics.fidelity import metrics_from_features
-
-            feats, common = inception
-            with _Step(progress, f"{title}IS/FID/KID/PR", 1):
-                out.update(metrics_from_features(
-                    feats[labels[1]], feats[labels[0]], metrics=set(inc), seed=options.seed,
-                    kid_subset_size=options.kid_subset_size, common={**common, **extra_params}))
-    for m in ("fds", "ds"):
-        if m in wanted:
-            with _Step(progress, f"{title}{m.upper()}", None) as step:
-                out[m] = _guarded(m, lambda m=m, step=step: _pixel_metric(m, real.images, synth.images, options,
-                                                                          extra_params, step))
-    for m, r in out.items():
-        r.name = m
-        if r.n_real is None:
-            r.n_real = len(real)
-        if r.n_synth is None:
-            r.n_synth = len(synth)
+    for name in ctx.wanted:
+        spec = REGISTRY[name]
+        res = _guarded(name, lambda spec=spec: spec.load()(ctx))
+        res.name = name
+        res.params = {**res.params, **extra_params}
+        if res.n_real is None:
+            res.n_real = len(ctx.real)
+        if res.n_synth is None:
+            res.n_synth = len(ctx.synth)
+        out[name] = res
     return out
 
 
 def _complete(results: dict[str, MetricResult]) -> dict[str, MetricResult]:
+    """Every registered metric, in registry order; the ones not asked for say so."""
     full = {}
-    for m in METRIC_NAMES:
-        r = results.get(m)
-        if r is None:
-            r = _not_requested()
-            r.name = m
-        full[m] = r
+    for name in REGISTRY.names():
+        full[name] = results.get(name) or MetricResult.unavailable(name, "not requested (see --metrics)")
     return full
 
 
+def _resolve_device(device: str) -> str:
+    from genbench.metrics.fidelity import _resolve_device as resolve
+
+    return str(resolve(device))
+
+
+def floor_split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two disjoint halves of range(n) (sorted indices), chosen by ``seed``; an odd one out is dropped."""
+    perm = np.random.default_rng(seed).permutation(n)
+    h = n // 2
+    return np.sort(perm[:h]), np.sort(perm[h:2 * h])
+
+
+@dataclass
+class PreparedReal:
+    """A real set whose per-image quantities are computed once and reused by every :meth:`evaluate`.
+
+    For scoring a training run every N steps: only the synthetic side is computed each time.
+    """
+
+    real: ImageSet
+    options: EvalOptions
+    train: ImageSet | None = None
+    shared: dict[Any, Any] = field(default_factory=dict)
+
+    def evaluate(self, synth: ImageSet, *, metrics: Iterable[str] | str | None = None,
+                 progress: ProgressFactory | None = None) -> EvalReport:
+        return evaluate(self.real, synth, self.options, metrics=metrics, progress=progress,
+                        train=self.train, _shared=self.shared)
+
+
 def evaluate(real: ImageSet, synth: ImageSet, options: EvalOptions | None = None, *,
-             metrics: Iterable[str] | str | None = None,
-             progress: ProgressFactory | None = None) -> EvalReport:
+             metrics: Iterable[str] | str | None = None, progress: ProgressFactory | None = None,
+             train: ImageSet | None = None, _shared: dict[Any, Any] | None = None) -> EvalReport:
     """All requested metrics of SYNTH against REAL (and, with ``options.floor``, REAL against itself).
 
-    ``metrics`` overrides ``options.metrics``. With ``options.strict``, missing Inception weights
-    raise ``WeightsUnavailableError`` before anything is computed.
+    ``metrics`` overrides ``options.metrics``. ``train`` is the generator's training set (metrics
+    of the ``train`` family need it). With ``options.strict``, missing Inception weights raise
+    ``WeightsUnavailableError`` before anything is computed.
     """
     t0 = time.perf_counter()
     options = dataclasses.replace(options) if options is not None else EvalOptions()
     if metrics is not None:
         options.metrics = parse_metric_names(metrics)
-    wanted = options.metrics
     if len(real) == 0 or len(synth) == 0:
         raise UsageError(f"empty image set (real: {len(real)}, synth: {len(synth)} images)")
+    if options.strict and any(REGISTRY[m].family == "inception" for m in options.metrics):
+        from genbench.metrics.inception import resolve_inception_weights
 
-    sha_real, sha_synth = real.sha256(), synth.sha256()
-    info_real, info_synth = SetInfo.of(real, sha_real), SetInfo.of(synth, sha_synth)
-
-    inception: tuple[dict[str, Any], dict[str, Any]] | GenbenchError | None = None
-    if any(m in INCEPTION_METRICS for m in wanted):
-        if options.inception_backend == "torch-fidelity":
-            inception = None  # computed below through torch-fidelity itself
-            if options.strict:
-                from genbench.metrics.inception import resolve_inception_weights
-
-                resolve_inception_weights(options.inception_weights)
-        else:
-            try:
-                inception = _inception_features([("real", real, sha_real), ("synth", synth, sha_synth)],
-                                                 options, progress)
-            except GenbenchError as exc:
-                if options.strict:
-                    raise
-                inception = exc
-
-    results = _evaluate_pair(real, synth, options, wanted, inception, ("real", "synth"), progress, {})
-    if options.inception_backend == "torch-fidelity":
-        results.update(_torch_fidelity_metrics(real.images, synth.images, options, wanted))
-
+        resolve_inception_weights(options.inception_weights)
+    shared = _shared if _shared is not None else {}
+    device = _resolve_device(options.device)
+    ctx = MetricContext(real=real, synth=synth, train=train, options=options, device=device,
+                        wanted=options.metrics, progress=progress, shared=shared)
+    info_real, info_synth = SetInfo.of(real, ctx.sha256(real)), SetInfo.of(synth, ctx.sha256(synth))
+    results = _score(ctx, {})
     floor_results = None
     if options.floor:
-        floor_results = _complete(_floor(real, options, wanted, inception, progress))
-    return EvalReport(real=info_real, synth=info_synth, metrics=_complete(results), floor=floor_results,
+        ia, ib = floor_split(len(real), options.seed)
+        params = {"floor": {"split_seed": options.seed, "n_half": len(ia),
+                            "method": "two disjoint random halves of REAL (A as real, B as synthetic)"}}
+        fctx = MetricContext(real=real.subset(ia), synth=real.subset(ib), train=train, options=options,
+                             device=device, wanted=options.metrics, is_floor=True, title="floor: ",
+                             progress=progress, shared=shared,
+                             sources={"real": (real, ia), "synth": (real, ib)})
+        floor_results = _score(fctx, params)
+    return EvalReport(real=info_real, synth=info_synth, metrics=_complete(results),
+                      floor=None if floor_results is None else _complete(floor_results),
                       options=options, elapsed_s=time.perf_counter() - t0)
-
-
-def _torch_fidelity_metrics(real: torch.Tensor, synth: torch.Tensor, options: EvalOptions,
-                            wanted: tuple[str, ...]) -> dict[str, MetricResult]:
-    from genbench.metrics.fidelity import compute_inception_metrics
-
-    return compute_inception_metrics(
-        real, synth, metrics=set(wanted), weights=options.inception_weights, device=options.device,
-        batch_size=options.batch_size, seed=options.seed, kid_subset_size=options.kid_subset_size,
-        backend="torch-fidelity")
-
-
-def _floor(real: ImageSet, options: EvalOptions, wanted: tuple[str, ...],
-           inception: tuple[dict[str, Any], dict[str, Any]] | GenbenchError | None,
-           progress: ProgressFactory | None) -> dict[str, MetricResult]:
-    ia, ib = floor_split(len(real), options.seed)
-    half_a, half_b = real.subset(ia), real.subset(ib)
-    params = {"floor": {"split_seed": options.seed, "n_half": len(ia),
-                        "method": "two disjoint random halves of REAL (A as real, B as synthetic)"}}
-    if isinstance(inception, tuple):
-        # Features are per image: the halves' features are rows of REAL's, nothing is recomputed.
-        feats, common = inception
-        inception = ({"real": feats["real"].subset(ia), "synth": feats["real"].subset(ib)}, common)
-    results = _evaluate_pair(half_a, half_b, options, wanted, inception, ("real", "synth"), progress,
-                             params, title="floor: ")
-    if options.inception_backend == "torch-fidelity":
-        for m, r in _torch_fidelity_metrics(half_a.images, half_b.images, options, wanted).items():
-            r.params.update(params)
-            results[m] = r
-    return results
 
 
 def floor(real: ImageSet, options: EvalOptions | None = None, *,
@@ -387,4 +380,5 @@ def floor(real: ImageSet, options: EvalOptions | None = None, *,
     options = dataclasses.replace(options) if options is not None else EvalOptions()
     options.floor = False
     ia, ib = floor_split(len(real), options.seed)
-    return evaluate(real.subset(ia), real.subset(ib), options, progress=progress)
+    shared: dict[Any, Any] = {}
+    return evaluate(real.subset(ia), real.subset(ib), options, progress=progress, _shared=shared)

@@ -7,20 +7,6 @@ from typing import Any, Literal
 
 Status = Literal["ok", "unavailable", "failed"]
 
-# Which way is better, per metric name: +1 higher is better, -1 lower is better.
-DIRECTION: dict[str, int] = {
-    "is": +1,
-    "fid": -1,
-    "kid": -1,
-    "precision": +1,
-    "recall": +1,
-    "fds": -1,
-    "ds": -1,
-}
-
-METRIC_NAMES: tuple[str, ...] = ("is", "fid", "kid", "precision", "recall", "fds", "ds")
-
-
 @dataclass
 class MetricResult:
     """One metric's value with everything needed to cite or reproduce it.
@@ -32,6 +18,8 @@ class MetricResult:
     name: str
     value: float | None
     std: float | None = None
+    ci: tuple[float, float] | None = None  # confidence interval at params["ci_level"]
+    ci_method: str | None = None  # how the interval was obtained (bootstrap over images, seeds, exact...)
     status: Status = "ok"
     reason: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
@@ -45,6 +33,8 @@ class MetricResult:
         out: dict[str, Any] = {
             "value": None if self.value is None else float(self.value),
             "std": None if self.std is None else float(self.std),
+            "ci": None if self.ci is None else [float(self.ci[0]), float(self.ci[1])],
+            "ci_method": self.ci_method,
             "status": self.status,
             "reason": self.reason,
             "params": self.params,

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from genbench.errors import InputError
-from genbench.metrics.result import DIRECTION
+from genbench.metrics.registry import REGISTRY
 from genbench.report.results import Cell, metric_cell
 
 WILDCARD = "*"
@@ -105,7 +105,7 @@ def _parse_bound(raw: Any, metric: str, where: str, path: str) -> list[Bound]:
     if isinstance(raw, (int, float)):
         if not math.isfinite(raw):
             raise InputError(f"{where}.{metric}: the bound must be finite", path)
-        op = ">=" if DIRECTION[metric] > 0 else "<="
+        op = ">=" if REGISTRY.direction(metric) > 0 else "<="
         return [Bound(op, float(raw))]
     if isinstance(raw, str):
         m = _BOUND_RE.match(raw)
@@ -147,8 +147,8 @@ def parse_thresholds(doc: dict[str, Any], path: str = "<thresholds>") -> Thresho
                     path,
                 )
             for metric, raw in model_val.items():
-                if metric not in DIRECTION:
-                    known = ", ".join(DIRECTION)
+                if metric not in REGISTRY:
+                    known = ", ".join(REGISTRY.names())
                     raise InputError(f"{where}: unknown metric {metric!r} (known: {known})", path)
                 bounds = _parse_bound(raw, metric, where, path)
                 rules.append(Rule(ds_key, model_key, metric, tuple(bounds)))
@@ -192,7 +192,7 @@ def _check_cell(cell: Cell, rule: Rule, dataset: str, model: str, allow_missing:
     assert cell.value is not None
     failed = [b for b in rule.bounds if not b.holds(cell.value)]
     if failed:
-        better = "higher" if DIRECTION[rule.metric] > 0 else "lower"
+        better = "higher" if REGISTRY.direction(rule.metric) > 0 else "lower"
         need = " and ".join(str(b) for b in failed)
         out.violations.append(
             Violation(
@@ -259,8 +259,9 @@ def derive_thresholds(results: list[dict[str, Any]], *, margin: float = 0.25,
     lines = [
         (f"# genbench check thresholds, derived from reference results with margin {margin:g} "
          "(see genbench/report/check.py for the format)."),
-        ("# Bare numbers bound the worse side of each metric: <= for fid/kid/fds/ds, >= for "
-         "is/precision/recall."),
+        ("# Bare numbers bound the worse side of each metric: <= for "
+         + "/".join(s.name for s in REGISTRY if s.direction < 0) + ", >= for "
+         + "/".join(s.name for s in REGISTRY if s.direction > 0) + "."),
     ]
     for r in sorted(results, key=lambda r: str(r["dataset"])):
         rows = [(m, (e or {}).get("metrics")) for m, e in sorted(r["models"].items())]
@@ -268,17 +269,17 @@ def derive_thresholds(results: list[dict[str, Any]], *, margin: float = 0.25,
             rows.append((FLOOR, r["floor"]))
         for model, mj in rows:
             bounds = []
-            for metric in metrics or list(DIRECTION):
+            for metric in metrics or list(REGISTRY.names()):
                 cell = metric_cell(mj, metric)
                 if not cell.available:
                     continue
                 assert cell.value is not None
                 v = cell.value
-                loose = v * (1 + margin) if DIRECTION[metric] < 0 else v * (1 - margin)
+                loose = v * (1 + margin) if REGISTRY.direction(metric) < 0 else v * (1 - margin)
                 # Keep a bound that a value of 0 could still meet; round outward, not inward.
                 digits = 4
                 step = 10.0 ** -digits
-                loose = (math.ceil(loose / step) if DIRECTION[metric] < 0
+                loose = (math.ceil(loose / step) if REGISTRY.direction(metric) < 0
                          else math.floor(loose / step)) * step
                 bounds.append(f"{metric} = {loose:.{digits}f}  # reference {v:.6g}")
             if bounds:

@@ -1,7 +1,7 @@
 """Comparison tables in the paper's layout: one block per metric, rows = models, columns = datasets.
 
 The best model per column and metric is marked (bold in Markdown and LaTeX), in the metric's
-own direction (``genbench.metrics.result.DIRECTION``). The real-vs-real floor is a reference
+own direction (from the metric registry, ``genbench.metrics.registry``). The real-vs-real floor is a reference
 row at the bottom of each block: it shows what "indistinguishable" scores at this sample size
 and never competes for bold.
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from genbench.errors import UsageError
-from genbench.metrics.result import DIRECTION, METRIC_NAMES
+from genbench.metrics.registry import REGISTRY
 from genbench.report.results import FLOOR_ROW, Cell, column_label, metric_cell
 
 FORMATS = ("csv", "md", "latex", "json")
@@ -24,17 +24,6 @@ FORMATS = ("csv", "md", "latex", "json")
 # The paper's model order; models it does not know follow alphabetically.
 MODEL_ORDER = ("wgan-gp", "pggan", "stylegan", "ddpm", "mt-ddpm")
 
-LABELS = {
-    "is": "IS",
-    "fid": "FID",
-    "kid": "KID",
-    "precision": "Precision",
-    "recall": "Recall",
-    "fds": "FDS",
-    "ds": "DS",
-}
-# Decimals shown per metric (KID values are ~1e-2, so they need more).
-DECIMALS = {"is": 2, "fid": 2, "kid": 4, "precision": 3, "recall": 3, "fds": 3, "ds": 3}
 NA = "n/a"
 
 
@@ -53,7 +42,19 @@ class Block:
 
     @property
     def direction(self) -> int:
-        return DIRECTION.get(self.metric, -1)
+        return REGISTRY.direction(self.metric)
+
+    @property
+    def available(self) -> bool:
+        return any(c.available for row in self.rows for c in row.cells.values())
+
+    def unavailable_reason(self) -> str:
+        """The one reason shared by the block's cells (the first, when they differ)."""
+        for row in self.rows:
+            for c in row.cells.values():
+                if c.reason:
+                    return _first_sentence(c.reason)
+        return "not computed"
 
 
 @dataclass
@@ -69,7 +70,7 @@ def _model_sort_key(name: str) -> tuple[int, str]:
 def format_value(metric: str, cell: Cell, *, with_std: bool = True, pm: str = " ± ") -> str:
     if not cell.available:
         return NA
-    d = DECIMALS.get(metric, 3)
+    d = decimals(metric)
     text = f"{cell.value:.{d}f}"
     if with_std and cell.std is not None and math.isfinite(cell.std):
         text += f"{pm}{cell.std:.{d}f}"
@@ -98,14 +99,10 @@ def collect(results: list[dict[str, Any]], metrics: list[str] | None = None) -> 
                 for name, entry in ((mj or {}).get("metrics") or {}).items():
                     if not str((entry or {}).get("reason") or "").startswith("not requested"):
                         present.add(name)
-        metrics = [m for m in METRIC_NAMES if m in present]
-        metrics += sorted(present - set(METRIC_NAMES))
+        metrics = [m for m in REGISTRY.names() if m in present]
+        metrics += sorted(present - set(REGISTRY.names()))
     else:
-        unknown = [m for m in metrics if m not in DIRECTION]
-        if unknown:
-            raise UsageError(
-                f"unknown metric {unknown[0]!r}; known: {', '.join(METRIC_NAMES)}"
-            )
+        metrics = list(REGISTRY.parse(metrics))
 
     blocks: list[Block] = []
     for metric in metrics:
@@ -126,7 +123,7 @@ def collect(results: list[dict[str, Any]], metrics: list[str] | None = None) -> 
 
 
 def _mark_best(block: Block, columns: list[str]) -> None:
-    d = DECIMALS.get(block.metric, 3)
+    d = decimals(block.metric)
     for col in columns:
         # Compare what the reader sees: values equal at the shown precision tie for bold.
         shown = {
@@ -144,8 +141,29 @@ def _mark_best(block: Block, columns: list[str]) -> None:
 
 def metric_label(metric: str, arrow: str | None = None) -> str:
     up, down = ("↑", "↓") if arrow is None else arrow.split("|")
-    label = LABELS.get(metric, metric)
-    return f"{label} {up if DIRECTION.get(metric, -1) > 0 else down}"
+    spec = REGISTRY.get(metric)
+    label = spec.title if spec else metric
+    return f"{label} {up if REGISTRY.direction(metric) > 0 else down}"
+
+
+def decimals(metric: str) -> int:
+    spec = REGISTRY.get(metric)
+    return spec.digits if spec else 3
+
+
+def _first_sentence(reason: str) -> str:
+    text = " ".join(str(reason).split())
+    cut = text.find(". ")
+    return text if cut < 0 else text[: cut + 1]
+
+
+def unavailable_note(table: Table) -> str:
+    """One line per shared reason for the metrics that have no value anywhere in the table."""
+    groups: dict[str, list[str]] = {}
+    for block in table.blocks:
+        if not block.available:
+            groups.setdefault(block.unavailable_reason(), []).append(metric_label(block.metric))
+    return "".join(f"\nNot available ({', '.join(names)}): {reason}\n" for reason, names in groups.items())
 
 
 # --------------------------------------------------------------------------- renderers
@@ -208,13 +226,29 @@ def _md_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("*", "\\*").replace("_", "\\_")
 
 
+def _shown_blocks(table: Table) -> list[Block]:
+    """The blocks a reader's table shows: metrics with at least one value (the rest get one note line)."""
+    return [b for b in table.blocks if b.available]
+
+
+def _legend() -> str:
+    return ("Best value per column in **bold** (↑ higher is better, ↓ lower is better); "
+            "values are mean ± std where the metric defines one; "
+            f"*{FLOOR_ROW}* scores real images against other real images of the same size (a "
+            "reference, not a competitor); n/a = not computed or unavailable.")
+
+
 def to_markdown(table: Table) -> str:
+    """The paper's layout (metric blocks × datasets); one dataset: models × metrics."""
+    blocks = _shown_blocks(table)
+    if len(table.columns) == 1 and blocks:
+        return _markdown_single(table, blocks)
     head = ["Metric", "Model", *(_md_escape(c) for c in table.columns)]
     lines = [
         "| " + " | ".join(head) + " |",
         "|" + "|".join([":---", ":---"] + ["---:"] * len(table.columns)) + "|",
     ]
-    for block in table.blocks:
+    for block in blocks:
         for i, row in enumerate(block.rows):
             name = _md_escape(row.model)
             cells = [metric_label(block.metric) if i == 0 else "", f"*{name}*" if row.reference else name]
@@ -222,13 +256,23 @@ def to_markdown(table: Table) -> str:
                 text = format_value(block.metric, row.cells[col])
                 cells.append(f"**{text}**" if col in row.best else text)
             lines.append("| " + " | ".join(cells) + " |")
-    note = (
-        "\nBest value per column in **bold** (↑ higher is better, ↓ lower is better); "
-        "values are mean ± std where the metric defines one; "
-        f"*{FLOOR_ROW}* is the score of two halves of the real held-out set (a reference, "
-        "not a competitor); n/a = not computed or unavailable.\n"
-    )
-    return "\n".join(lines) + "\n" + note
+    return "\n".join(lines) + "\n\n" + _legend() + "\n" + unavailable_note(table)
+
+
+def _markdown_single(table: Table, blocks: list[Block]) -> str:
+    col = table.columns[0]
+    head = ["Model", *(metric_label(b.metric) for b in blocks)]
+    lines = [f"**{_md_escape(col)}**", "",
+             "| " + " | ".join(head) + " |", "|" + "|".join([":---"] + ["---:"] * len(blocks)) + "|"]
+    for i, row in enumerate(blocks[0].rows):
+        name = _md_escape(row.model)
+        cells = [f"*{name}*" if row.reference else name]
+        for block in blocks:
+            r = block.rows[i]
+            text = format_value(block.metric, r.cells[col])
+            cells.append(f"**{text}**" if col in r.best else text)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n\n" + _legend() + "\n" + unavailable_note(table)
 
 
 _LATEX_SPECIAL = {
@@ -257,7 +301,7 @@ def to_latex(table: Table, *, standalone: bool = False, caption: str | None = No
     index: list[tuple[str, str]] = []
     data: list[list[str]] = []
     style: list[list[str]] = []
-    for block in table.blocks:
+    for block in _shown_blocks(table) or table.blocks:
         label = latex_escape(metric_label(block.metric))
         for row in block.rows:
             name = latex_escape(row.model)

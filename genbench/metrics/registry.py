@@ -1,0 +1,204 @@
+"""The metric registry: the one list of metrics genbench knows.
+
+Every command, table, threshold file, report and the README's metric list reads this module.
+A metric is one :class:`MetricSpec` (declared below, in display order) plus the module that
+computes it; see ``docs/adding-a-metric.md``. Nothing else in the code lists metric names.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from genbench.errors import UsageError
+
+if TYPE_CHECKING:
+    from genbench.metrics.pipeline import MetricContext
+    from genbench.metrics.result import MetricResult
+
+__all__ = ["FAMILIES", "REGISTRY", "MetricRegistry", "MetricSpec"]
+
+# What a metric needs beyond two image sets, and the one-line reason a whole family can be missing.
+FAMILIES: dict[str, str] = {
+    "inception": "Inception-v3 features (weights file supplied by the user)",
+    "pixels": "the images themselves",
+    "train": "the generator's training set",
+    "labels": "class labels",
+    "backbone": "a feature backbone whose weights the user supplies",
+    "radiomics": "radiomic features (pyradiomics)",
+}
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """How one metric is named, read, computed and tabulated.
+
+    ``compute`` is ``"module:function"``, imported only when the metric is computed, taking a
+    :class:`~genbench.metrics.pipeline.MetricContext` and returning a ``MetricResult``.
+    ``groups`` are extra ``--metrics`` names that select several metrics at once (``prc``).
+    """
+
+    name: str
+    title: str
+    direction: int
+    family: str
+    compute: str
+    description: str
+    aliases: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    default: bool = True
+    digits: int = 3
+
+    def __post_init__(self) -> None:
+        if self.direction not in (-1, 1):
+            raise ValueError(f"metric {self.name!r}: direction must be +1 or -1")
+        if self.family not in FAMILIES:
+            raise ValueError(f"metric {self.name!r}: unknown family {self.family!r}")
+        if ":" not in self.compute:
+            raise ValueError(f"metric {self.name!r}: compute must be 'module:function'")
+
+    @property
+    def arrow(self) -> str:
+        return "↑" if self.direction > 0 else "↓"
+
+    def load(self) -> Callable[[MetricContext], MetricResult]:
+        module, func = self.compute.split(":")
+        return getattr(importlib.import_module(module), func)
+
+
+class MetricRegistry:
+    """Ordered metric specs plus name resolution for ``--metrics``."""
+
+    def __init__(self) -> None:
+        self._specs: dict[str, MetricSpec] = {}
+
+    def register(self, spec: MetricSpec) -> MetricSpec:
+        taken = self.selectors()
+        clash = [n for n in (spec.name, *spec.aliases) if n in taken or n == "all"]
+        if clash or spec.name in self._specs:
+            raise ValueError(f"metric name or alias already registered: {clash or [spec.name]}")
+        self._specs[spec.name] = spec
+        return spec
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs
+
+    def __iter__(self):
+        return iter(self._specs.values())
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def __getitem__(self, name: str) -> MetricSpec:
+        try:
+            return self._specs[name]
+        except KeyError:
+            raise UsageError(f"unknown metric {name!r}; known: {', '.join(self._specs)}") from None
+
+    def get(self, name: str) -> MetricSpec | None:
+        return self._specs.get(name)
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._specs)
+
+    def default_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self if s.default)
+
+    def direction(self, name: str, default: int = -1) -> int:
+        spec = self._specs.get(name)
+        return default if spec is None else spec.direction
+
+    def of_family(self, family: str) -> tuple[str, ...]:
+        return tuple(s.name for s in self if s.family == family)
+
+    def selectors(self) -> dict[str, tuple[str, ...]]:
+        """Every name ``--metrics`` accepts, with the metrics it selects (in registry order)."""
+        out: dict[str, list[str]] = {spec.name: [spec.name] for spec in self}
+        for spec in self:
+            for alias in spec.aliases:
+                out.setdefault(alias, []).append(spec.name)
+            for group in spec.groups:
+                out.setdefault(group, []).append(spec.name)
+        for family in FAMILIES:
+            members = self.of_family(family)
+            if members and family not in out:
+                out[family] = list(members)
+        out["all"] = list(self.default_names())
+        out["every"] = list(self.names())
+        return {k: tuple(v) for k, v in out.items()}
+
+    def parse(self, spec: str | Iterable[str] | None, option: str = "--metrics") -> tuple[str, ...]:
+        """'is,fid,prc' -> ('is', 'fid', 'precision', 'recall') in registry order.
+
+        Unknown names are a UsageError that lists the valid ones and suggests the closest.
+        """
+        if spec is None:
+            return self.default_names()
+        items = spec.split(",") if isinstance(spec, str) else list(spec)
+        selectors = self.selectors()
+        chosen: set[str] = set()
+        bad: list[str] = []
+        for raw in items:
+            name = raw.strip().lower()
+            if not name:
+                continue
+            if name in selectors:
+                chosen.update(selectors[name])
+            else:
+                bad.append(raw.strip())
+        if bad or not chosen:
+            import difflib
+
+            if bad:
+                close = difflib.get_close_matches(bad[0].lower(), list(selectors), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                what = f"unknown metric name(s): {', '.join(bad)}{hint}"
+            else:
+                what = "no metric selected"
+            raise UsageError(f"{option}: {what}; valid names: {', '.join(selectors)}")
+        return tuple(n for n in self._specs if n in chosen)
+
+
+REGISTRY = MetricRegistry()
+_r = REGISTRY.register
+
+_r(MetricSpec(
+    name="is", title="IS", direction=+1, family="inception",
+    compute="genbench.metrics.fidelity:compute_is",
+    description="Inception Score: confidence and variety of Inception-v3's ImageNet classes "
+                "(as torch-fidelity computes it). Blind to the real set; weak for medical images.",
+    aliases=("isc",), digits=2))
+_r(MetricSpec(
+    name="fid", title="FID", direction=-1, family="inception",
+    compute="genbench.metrics.fidelity:compute_fid",
+    description="Fréchet Inception Distance between Gaussians fitted to pool3 features of real and "
+                "synthetic images; biased upwards at small N (compare with the floor at the same N).",
+    digits=2))
+_r(MetricSpec(
+    name="kid", title="KID", direction=-1, family="inception",
+    compute="genbench.metrics.fidelity:compute_kid",
+    description="Kernel Inception Distance (unbiased polynomial-kernel MMD over subsets); prefer it "
+                "to FID for the few-hundred-image sets typical in medicine.", digits=4))
+_r(MetricSpec(
+    name="precision", title="Precision", direction=+1, family="inception",
+    compute="genbench.metrics.fidelity:compute_precision",
+    description="Share of synthetic images inside the real feature manifold (k-NN balls, k=3): fidelity.",
+    groups=("prc", "pr")))
+_r(MetricSpec(
+    name="recall", title="Recall", direction=+1, family="inception",
+    compute="genbench.metrics.fidelity:compute_recall",
+    description="Share of real images inside the synthetic feature manifold: coverage / diversity.",
+    groups=("prc", "pr")))
+_r(MetricSpec(
+    name="fds", title="FDS", direction=-1, family="pixels",
+    compute="genbench.metrics.fds:compute_fds_metric",
+    description="Feature distribution similarity (the paper's): KL(N_real || N_synth) of Gaussians "
+                "fitted to a joint t-SNE embedding of PCA-reduced pixels; catches distribution shifts."))
+_r(MetricSpec(
+    name="ds", title="DS", direction=-1, family="pixels",
+    compute="genbench.metrics.ds:compute_ds_metric",
+    description="Diversity score (the paper's): KL between the real and synthetic histograms of each "
+                "image's nearest-neighbour SSIM within its own set; catches collapse and noise."))
+del _r
