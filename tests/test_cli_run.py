@@ -18,7 +18,7 @@ def test_unknown_model_is_one_clear_line(tmp_path, capsys):
 
 @pytest.mark.parametrize("args, match", [
     (["--preset", "huge"], "unknown preset 'huge'"),
-    (["--metrics", "fid,psnr"], "unknown metric 'psnr'"),
+    (["--metrics", "fid,psnr"], "unknown metric name(s): psnr"),
     (["--set", "lr"], "--set expects key=value"),
     (["--dataset", "knee"], "knee"),
 ])

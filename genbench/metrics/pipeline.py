@@ -328,10 +328,26 @@ class PreparedReal:
     train: ImageSet | None = None
     shared: dict[Any, Any] = field(default_factory=dict)
 
-    def evaluate(self, synth: ImageSet, *, metrics: Iterable[str] | str | None = None,
+    def evaluate(self, synth: Any, *, metrics: Iterable[str] | str | None = None,
                  progress: ProgressFactory | None = None) -> EvalReport:
-        return evaluate(self.real, synth, self.options, metrics=metrics, progress=progress,
-                        train=self.train, _shared=self.shared)
+        """``synth``: an ImageSet, a tensor/array or a folder (see :func:`genbench.api.as_imageset`)."""
+        from genbench.api import as_imageset
+
+        synth = as_imageset(synth, what="synth")
+        try:
+            return evaluate(self.real, synth, self.options, metrics=metrics, progress=progress,
+                            train=self.train, _shared=self.shared)
+        finally:
+            self._forget_all_but_real()
+
+    def _forget_all_but_real(self) -> None:
+        # A training loop scores a new synthetic set each time: keep only the real side's memos.
+        shas = self.shared.get("_sha256", {})
+        keep = {sha for images, sha in shas.values() if images is self.real or images is self.train}
+        self.shared["_sha256"] = {k: v for k, v in shas.items() if v[1] in keep}
+        for key in [k for k in self.shared if k != "_sha256"]:
+            if not (isinstance(key, tuple) and len(key) == 2 and key[1] in keep):
+                del self.shared[key]
 
 
 def evaluate(real: ImageSet, synth: ImageSet, options: EvalOptions | None = None, *,

@@ -202,3 +202,22 @@ _r(MetricSpec(
     description="Diversity score (the paper's): KL between the real and synthetic histograms of each "
                 "image's nearest-neighbour SSIM within its own set; catches collapse and noise."))
 del _r
+
+
+def markdown_table(registry: MetricRegistry = REGISTRY) -> str:
+    """The README's metric list (between its ``metrics:start``/``metrics:end`` markers)."""
+    lines = ["| `--metrics` name | metric | better | needs | what it measures |", "|---|---|:---:|---|---|"]
+    groups: dict[str, list[str]] = {}
+    for spec in registry:
+        for alias in spec.groups:
+            groups.setdefault(alias, []).append(spec.name)
+        names = ", ".join(f"`{n}`" for n in (spec.name, *spec.aliases))
+        lines.append(f"| {names} | {spec.title} | {spec.arrow} | {FAMILIES[spec.family]} | {spec.description} |")
+    extra = [f"`{g}` = {' + '.join(v)}" for g, v in groups.items()]
+    extra += ["a family name (" + ", ".join(f"`{f}`" for f in FAMILIES if registry.of_family(f)) + ") selects its metrics",
+              "`all` = every default metric", "`every` = every registered metric"]
+    return "\n".join(lines) + "\n\nGroups: " + "; ".join(extra) + ".\n"
+
+
+if __name__ == "__main__":
+    print(markdown_table(), end="")
