@@ -143,13 +143,14 @@ def ssim_histograms(root: Path, results: dict[str, Any]) -> Any | None:
         return None
     plt = _plt()
     nr, nc = _panel_grid(len(panels))
-    fig, axes = plt.subplots(nr, nc, figsize=(3.4 * nc, 2.8 * nr), squeeze=False)
+    fig, axes = plt.subplots(nr, nc, figsize=(3.4 * nc, 2.8 * nr), squeeze=False, sharex=True)
     for ax in axes.flat[len(panels):]:
         ax.axis("off")
+    # One x-axis for every panel, so the models' histograms can be compared by eye.
+    lo = float(min(min(r.min(), s.min()) for _, r, s, _ in panels))
+    hi = float(max(max(r.max(), s.max()) for _, r, s, _ in panels))
+    bins = np.linspace(lo, hi if hi > lo else lo + 1e-3, 30)
     for ax, (m, real, synth, val) in zip(axes.flat, panels):
-        lo = float(min(real.min(), synth.min()))
-        hi = float(max(real.max(), synth.max()))
-        bins = np.linspace(lo, hi if hi > lo else lo + 1e-3, 30)
         ax.hist(real, bins=bins, alpha=0.55, color=REAL_COLOR, label="real", density=True)
         ax.hist(synth, bins=bins, alpha=0.55, color=SYNTH_COLOR, label="synthetic", density=True)
         ax.set_title(m + ("" if val is None else f" (DS {val:.3f})"), fontsize=9)

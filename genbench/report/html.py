@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from genbench.report.results import load_results
-from genbench.report.tables import Table, collect, format_value, metric_label
+from genbench.report.tables import Table, _shown_blocks, collect, format_value, metric_label
 
 _TEMPLATE = """<!DOCTYPE html>
 <html lang="en">
@@ -49,7 +49,7 @@ dl.kv dt { font-weight: 600; } dl.kv dd { margin: 0; font-family: ui-monospace, 
 <dt>dataset fingerprint</dt><dd>{{ data.get("fingerprint") }}</dd>
 <dt>held-out set sha256</dt><dd>{{ data.get("test_sha256") }}</dd>
 <dt>created</dt><dd>{{ r.get("created") }}</dd>
-<dt>results file</dt><dd>{{ r.get("_path") }}</dd>
+<dt>results file</dt><dd>results.json (beside this page)</dd>
 </dl>
 
 <h2>Comparison</h2>
@@ -64,7 +64,7 @@ unavailable (see the notes below).</p>
 {% for f in figures %}
 <figure><img alt="{{ f.name }}" src="data:image/png;base64,{{ f.data }}">
 <figcaption>{{ f.caption }}</figcaption></figure>
-{% else %}<p class="muted">No figures found in {{ root }}/figures.</p>{% endfor %}
+{% else %}<p class="muted">No figures found in figures/.</p>{% endfor %}
 
 <h2>Models</h2>
 {% for m in models %}
@@ -98,7 +98,7 @@ def table_html(table: Table) -> str:
     out = ['<table><thead><tr><th>Metric</th><th>Model</th>']
     out += [f"<th>{esc(c)}</th>" for c in table.columns]
     out.append("</tr></thead><tbody>")
-    for block in table.blocks:
+    for block in _shown_blocks(table):
         for i, row in enumerate(block.rows):
             classes = []
             if i == 0:
@@ -120,14 +120,25 @@ def table_html(table: Table) -> str:
 
 
 def _notes(results: dict[str, Any]) -> list[str]:
-    notes: dict[str, None] = {}
+    """One note per distinct reason, naming every metric (and model) it applies to."""
+    from genbench.metrics.registry import REGISTRY
+
+    by_reason: dict[str, dict[str, set[str]]] = {}
     rows = [(m, (e or {}).get("metrics")) for m, e in results.get("models", {}).items()]
     rows.append(("floor", results.get("floor")))
-    for _model, mj in rows:
+    for model, mj in rows:
         for name, entry in ((mj or {}).get("metrics") or {}).items():
-            if entry.get("status") != "ok" and entry.get("reason"):
-                notes[f"{name}: {entry['reason']}"] = None
-    return list(notes)
+            reason = str(entry.get("reason") or "")
+            if entry.get("status") != "ok" and reason and not reason.startswith("not requested"):
+                by_reason.setdefault(reason, {}).setdefault(name, set()).add(model)
+    notes = []
+    all_rows = {m for m, _ in rows}
+    for reason, metrics in by_reason.items():
+        titles = [REGISTRY[n].title if n in REGISTRY else n for n in metrics]
+        who = set().union(*metrics.values())
+        scope = "" if who == all_rows else f" ({', '.join(sorted(who))})"
+        notes.append(f"{', '.join(titles)}{scope}: {reason}")
+    return notes
 
 
 def build_html(run_dir: str | Path) -> str:
