@@ -77,25 +77,30 @@ def print_summary(results: dict) -> None:
     from rich.console import Console
     from rich.table import Table as RichTable
 
-    from genbench.report.tables import collect, format_value, metric_label
+    from genbench.report.tables import shown_blocks, collect, format_value, metric_label, unavailable_note
 
     table = collect([results])
+    blocks = shown_blocks(table)
     col = table.columns[0]
     rt = RichTable(title=f"{results['dataset']} ({results.get('preset')})", title_style="bold",
                    caption="± std: table.md", caption_style="dim")
     rt.add_column("model", no_wrap=True)
-    for block in table.blocks:
+    for block in blocks:
         rt.add_column(metric_label(block.metric), justify="right", no_wrap=True)
-    names = [r.model for r in table.blocks[0].rows] if table.blocks else []
+    names = [r.model for r in blocks[0].rows] if blocks else []
     for i, name in enumerate(names):
         cells = []
-        for block in table.blocks:
+        for block in blocks:
             row = block.rows[i]
             text = format_value(block.metric, row.cells[col], with_std=False)
             cells.append(f"[bold green]{text}[/]" if col in row.best else text)
-        reference = table.blocks[0].rows[i].reference
+        reference = blocks[0].rows[i].reference
         rt.add_row("floor" if reference else name, *cells, style="italic dim" if reference else None)
-    Console().print(rt)
+    console = Console()
+    console.print(rt)
+    note = unavailable_note(table).strip()
+    if note:
+        console.print(note, style="dim", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

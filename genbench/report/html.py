@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from genbench.report.results import load_results
-from genbench.report.tables import Table, _shown_blocks, collect, format_value, metric_label
+from genbench.report.tables import Table, shown_blocks, collect, format_value, metric_label
 
 _TEMPLATE = """<!DOCTYPE html>
 <html lang="en">
@@ -98,7 +98,7 @@ def table_html(table: Table) -> str:
     out = ['<table><thead><tr><th>Metric</th><th>Model</th>']
     out += [f"<th>{esc(c)}</th>" for c in table.columns]
     out.append("</tr></thead><tbody>")
-    for block in _shown_blocks(table):
+    for block in shown_blocks(table):
         for i, row in enumerate(block.rows):
             classes = []
             if i == 0:

@@ -226,7 +226,7 @@ def _md_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("*", "\\*").replace("_", "\\_")
 
 
-def _shown_blocks(table: Table) -> list[Block]:
+def shown_blocks(table: Table) -> list[Block]:
     """The blocks a reader's table shows: metrics with at least one value (the rest get one note line)."""
     return [b for b in table.blocks if b.available]
 
@@ -240,7 +240,7 @@ def _legend() -> str:
 
 def to_markdown(table: Table) -> str:
     """The paper's layout (metric blocks × datasets); one dataset: models × metrics."""
-    blocks = _shown_blocks(table)
+    blocks = shown_blocks(table)
     if len(table.columns) == 1 and blocks:
         return _markdown_single(table, blocks)
     head = ["Metric", "Model", *(_md_escape(c) for c in table.columns)]
@@ -301,7 +301,7 @@ def to_latex(table: Table, *, standalone: bool = False, caption: str | None = No
     index: list[tuple[str, str]] = []
     data: list[list[str]] = []
     style: list[list[str]] = []
-    for block in _shown_blocks(table) or table.blocks:
+    for block in shown_blocks(table) or table.blocks:
         label = latex_escape(metric_label(block.metric))
         for row in block.rows:
             name = latex_escape(row.model)
