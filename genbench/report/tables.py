@@ -152,7 +152,10 @@ def decimals(metric: str) -> int:
 
 
 def _first_sentence(reason: str) -> str:
-    text = " ".join(str(reason).split())
+    import os
+
+    # Tables get committed and shared: the home folder of the machine that made them is noise.
+    text = " ".join(str(reason).split()).replace(os.path.expanduser("~"), "~")
     cut = text.find(". ")
     return text if cut < 0 else text[: cut + 1]
 
@@ -234,7 +237,7 @@ def shown_blocks(table: Table) -> list[Block]:
 def _legend() -> str:
     return ("Best value per column in **bold** (↑ higher is better, ↓ lower is better); "
             "values are mean ± std where the metric defines one; "
-            f"*{FLOOR_ROW}* scores real images against other real images of the same size (a "
+            f"*{FLOOR_ROW}* scores held-out real images against other real images (a "
             "reference, not a competitor); n/a = not computed or unavailable.")
 
 
