@@ -75,3 +75,17 @@ def test_compute_fds_scores_real_rows_against_synthetic_rows() -> None:
     assert np.linalg.det(np.cov(s, rowvar=False)) < 0.5 * np.linalg.det(np.cov(r, rowvar=False))
     swapped = compute_fds(synth, real, seeds=(0,), n_jobs=1, perplexity=10)
     assert abs(swapped.value - res.value) > 0.3 * res.value
+
+
+def test_embedding_rows_are_real_first_in_input_order() -> None:
+    """Two unlike sets of different sizes form two clusters: the first n_real rows of the joint
+    embedding must be exactly one of them (a real/synthetic stacking swap mixes them)."""
+    real = _images(40, 2, spread=0.6, shift=-1.0)
+    synth = _images(25, 3, spread=0.6, shift=1.0)
+    res = compute_fds(real, synth, seeds=(0,), n_jobs=1, perplexity=8)
+    emb = res.extra["embedding"]
+    r, s = emb[:40], emb[40:]
+    centre = r.mean(0)
+    assert np.linalg.norm(r - centre, axis=1).max() < np.linalg.norm(s - centre, axis=1).min()
+    centre = s.mean(0)
+    assert np.linalg.norm(s - centre, axis=1).max() < np.linalg.norm(r - centre, axis=1).min()
