@@ -183,3 +183,104 @@ def apply_defect(sets: StudySets, defect: str, severity: float, seed: int = 0) -
 
 def severities(defect: str, levels: Sequence[float] | None = None) -> tuple[float, ...]:
     return (0.0, *(DEFECTS[defect].levels if levels is None else levels))
+
+
+# ---------------------------------------------------------------------------------------------
+# The study.
+
+
+@dataclass
+class Cell:
+    """One metric at one (modality, defect, severity)."""
+
+    modality: str
+    defect: str
+    severity: float
+    metric: str
+    status: str
+    value: float | None
+    ci: tuple[float, float] | None
+    p: float | None = None        # paired test against the clean set (severity 0)
+    p_holm: float | None = None   # Holm over the defect's severities
+    sees: bool = False            # worse than clean, p_holm < alpha
+
+    def to_json(self) -> dict[str, Any]:
+        return {"modality": self.modality, "defect": self.defect, "severity": self.severity,
+                "metric": self.metric, "status": self.status, "value": self.value,
+                "ci": None if self.ci is None else list(self.ci), "p": self.p, "p_holm": self.p_holm,
+                "sees": self.sees}
+
+
+def score_defects(sets: StudySets, options: Any, defects: Sequence[str] | None = None,
+                  levels: dict[str, Sequence[float]] | None = None, seed: int = 0,
+                  say: Callable[[str], None] | None = None) -> list[Cell]:
+    """Every requested metric (``options``: EvalOptions, bootstrap on) on the clean set and on
+    every defect level of one phantom's sets."""
+    from genbench.metrics.pipeline import PreparedReal
+    from genbench.metrics.registry import REGISTRY
+    from genbench.stats import ALPHA, holm, paired_bootstrap_pvalue
+
+    say = say or (lambda _m: None)
+    prepared = PreparedReal(real=sets.real, options=options, train=sets.fit)
+    clean = prepared.evaluate(sets.clean).metrics
+    say(f"{sets.modality}: clean set scored")
+    cells: list[Cell] = []
+    for name, res in clean.items():
+        cells.append(Cell(sets.modality, "clean", 0.0, name, res.status, res.value, res.ci))
+    for defect in defects or list(DEFECTS):
+        per_level: dict[float, dict[str, Any]] = {}
+        for sev in severities(defect, None if levels is None else levels.get(defect))[1:]:
+            per_level[sev] = prepared.evaluate(apply_defect(sets, defect, sev, seed=seed)).metrics
+            say(f"{sets.modality}: {defect} {sev:g} scored")
+        for name, c in clean.items():
+            direction = REGISTRY.direction(name)
+            ps: list[float] = []
+            for sev, results in per_level.items():
+                r = results[name]
+                p = float("nan")
+                if r.status == "ok" and c.status == "ok" and "bootstrap" in r.extra and "bootstrap" in c.extra:
+                    p = paired_bootstrap_pvalue(r.value, r.extra["bootstrap"], c.value, c.extra["bootstrap"])
+                ps.append(p)
+            adjusted = holm(ps)
+            for (sev, results), p, pa in zip(per_level.items(), ps, adjusted):
+                r = results[name]
+                worse = r.status == "ok" and c.status == "ok" and direction * (r.value - c.value) < 0
+                ok_p = not math.isnan(p)
+                cells.append(Cell(sets.modality, defect, sev, name, r.status, r.value, r.ci,
+                                  p if ok_p else None, pa if ok_p else None,
+                                  bool(worse and ok_p and pa < ALPHA)))
+    return cells
+
+
+def detection(cells: Sequence[Cell]) -> dict[str, dict[str, dict[str, Any]]]:
+    """metric -> defect -> {"modalities": how many phantoms it sees the defect on (at any level),
+    "of": phantoms scored, "lowest": {modality: lowest severity seen or None}}."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for c in cells:
+        if c.defect == "clean":
+            continue
+        entry = out.setdefault(c.metric, {}).setdefault(c.defect, {"lowest": {}, "scored": set()})
+        if c.status == "ok":
+            entry["scored"].add(c.modality)
+        low = entry["lowest"].get(c.modality)
+        if c.sees and (low is None or c.severity < low):
+            entry["lowest"][c.modality] = c.severity
+        else:
+            entry["lowest"].setdefault(c.modality, low)
+    for per_defect in out.values():
+        for entry in per_defect.values():
+            entry["of"] = len(entry.pop("scored"))
+            entry["modalities"] = sum(v is not None for v in entry["lowest"].values())
+    return out
+
+
+def monotone_response(cells: Sequence[Cell], metric: str, defect: str, modality: str) -> bool:
+    """Does the metric get worse (in its direction) at every step up in severity, clean included?"""
+    from genbench.metrics.registry import REGISTRY
+
+    direction = REGISTRY.direction(metric)
+    pts = sorted((c.severity, c.value) for c in cells
+                 if c.metric == metric and c.modality == modality and c.status == "ok"
+                 and (c.defect == defect or c.defect == "clean"))
+    vals = [v for _, v in pts]
+    return all(direction * (b - a) < 0 for a, b in zip(vals, vals[1:]))
