@@ -193,11 +193,10 @@ def attach_ci(result: Any, replicates: np.ndarray, boot: Bootstrap, *,
     if dropped:
         result.params["bootstrap_nonfinite"] = dropped
     result.extra["bootstrap"] = reps
-    if hasattr(result, "ci_method"):
-        result.ci = ci
-        result.ci_method = method
-    else:  # until MetricResult has the fields: keep the interval where JSON sees it
-        result.params["ci"] = None if ci is None else [ci[0], ci[1]]
+    if "bootstrap" not in result.json_extra:  # the paired model-vs-model test reads them back
+        result.json_extra = (*result.json_extra, "bootstrap")
+    result.ci = ci
+    result.ci_method = method
 
 
 def binomial_ci(successes: int, trials: int, level: float = DEFAULT_CI_LEVEL) -> tuple[float, float]:

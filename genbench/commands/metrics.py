@@ -79,18 +79,35 @@ def _fmt(r: Any) -> str:
     text = f"{r.value:.6g}"
     if r.std is not None:
         text += f" ± {r.std:.3g}"
+    if r.ci is not None:
+        text += f" [{r.ci[0]:.4g}, {r.ci[1]:.4g}]"
     return text
+
+
+def floor_heading(info: dict[str, Any] | None) -> str:
+    """The floor column's title: says prominently when the floor is not at the models' N."""
+    if not info:
+        return "real-vs-real floor"
+    if info.get("size_matched"):
+        return f"real-vs-real floor (n = {info['n_synth']}, size-matched)"
+    if info.get("method") == "halves":
+        return f"real-vs-real floor (halves: n = N/2 = {info['n_real']})"
+    return f"real-vs-real floor (n = {info['n_real']}, smaller than N)"
 
 
 def render_table(report: Any) -> Table:
     from genbench.metrics.registry import REGISTRY
 
-    table = Table(title=f"genbench metrics: {report.synth.n} synthetic vs {report.real.n} real images")
+    title = f"genbench metrics: {report.synth.n} synthetic vs {report.real.n} real images"
+    level = report.options.ci if report.options.bootstrap else None
+    if level is not None:
+        title += f"; value ± std [{level:.0%} CI]"
+    table = Table(title=title)
     table.add_column("metric")
     table.add_column("better", justify="center")
     table.add_column("value", justify="right")
     if report.floor is not None:
-        table.add_column("real-vs-real floor", justify="right")
+        table.add_column(floor_heading(report.floor_info), justify="right")
     table.add_column("status")
     shared: dict[str, list[str]] = {}
     for m in report.options.metrics:
@@ -120,10 +137,15 @@ def metrics_command(
     real: Annotated[Path, typer.Argument(help="Folder or file of real images.", show_default=False)],
     synth: Annotated[Path, typer.Argument(help="Folder or file of synthetic images.", show_default=False)],
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto.")] = "auto",
-    seed: Annotated[int, typer.Option("--seed", help="Seed for IS shuffling, KID subsets, FDS, the floor split.")
-                    ] = 0,
+    seed: Annotated[int | None, typer.Option(
+        "--seed", help="Seed of IS shuffling and KID subsets (default: torch-fidelity's 2020), of FDS's t-SNE, "
+        "the floor draw and the bootstrap (default: 0).", show_default=False)] = None,
     floor: Annotated[bool, typer.Option(
-        "--floor", help="Also score two disjoint random halves of REAL against each other.")] = False,
+        "--floor", help="Also score the real-vs-real floor: REAL against --floor-real (size-matched), or "
+        "two disjoint halves of REAL (n = N/2, labelled so).")] = False,
+    floor_real: Annotated[Path | None, typer.Option(
+        "--floor-real", help="A second real folder, disjoint from REAL (e.g. the training images): the floor "
+        "compares REAL with an equally sized random sample of it. Implies --floor.", show_default=False)] = None,
     json_out: Annotated[Path | None, typer.Option(
         "--json", help="Write the full report as JSON (atomically).")] = None,
     strict: Annotated[bool, typer.Option(
@@ -152,7 +174,8 @@ def metrics_command(
     if resize is not None and resize < 8:
         raise UsageError(f"--resize must be >= 8 pixels, got {resize}")
     _check_device(device)
-    options = EvalOptions(**{"device": device, "seed": seed, "floor": floor, "strict": strict,
+    options = EvalOptions(**{"device": device, "seed": seed, "floor": floor or floor_real is not None,
+                             "strict": strict,
                              "cache_dir": cache_dir, "use_cache": not no_cache, **eval_overrides})
     if json_out is not None:
         _check_json_target(json_out)
@@ -162,7 +185,8 @@ def metrics_command(
     err = Console(stderr=True)
     out = Console()
     sets = {}
-    for label, path in (("real", real), ("synth", synth)):
+    inputs = [("real", real), ("synth", synth)] + ([("floor-real", floor_real)] if floor_real else [])
+    for label, path in inputs:
         images = read_image_folder(path, resize=resize, skip_bad=skip_bad, hu_window=hu, value_range=vr,
                                    progress=not quiet)
         images.meta.setdefault("path", str(path))
@@ -172,9 +196,13 @@ def metrics_command(
         sets[label] = images
 
     with rich_bars(err, not quiet) as progress:
-        report = evaluate(sets["real"], sets["synth"], options, progress=progress)
+        extra = {"floor_real": sets["floor-real"]} if "floor-real" in sets else {}
+        report = evaluate(sets["real"], sets["synth"], options, progress=progress, **extra)
 
     out.print(render_table(report))
+    if report.floor_info and not report.floor_info.get("size_matched"):
+        out.print(f"[yellow]note:[/] floor: {report.floor_info['note']}; pass --floor-real DIR for a "
+                  "size-matched floor.", highlight=False)
     if json_out is not None:
         atomic_write_json(json_out, report.to_json())
         out.print(f"wrote {json_out}", highlight=False)

@@ -233,7 +233,7 @@ def compute_ds_metric(ctx: Any) -> MetricResult:
 
         near_r = ctx.per_set("nearest-ssim", "real", nearest(0))
         near_s = ctx.per_set("nearest-ssim", "synth", nearest(pairs_r))
-    res = ds_from_nearest(near_r, near_s)
+    res = ds_from_nearest(near_r, near_s, estimator=ctx.options.ds_smoothing, boot=ctx.boot)
     res.elapsed_s = time.perf_counter() - t0
     return res
 

@@ -338,9 +338,11 @@ def compute_fds(
 
 
 def compute_fds_metric(ctx: Any) -> MetricResult:
-    """Registry entry: FDS over ``options.fds_seeds`` t-SNE seeds starting at ``options.seed``."""
+    """Registry entry: FDS over ``options.fds_seeds`` t-SNE seeds starting at the evaluation's seed,
+    with its two-level bootstrap CI."""
     opts = ctx.options
-    seeds = tuple(range(opts.seed, opts.seed + opts.fds_seeds))
+    seeds = tuple(range(ctx.seed, ctx.seed + opts.fds_seeds))
     with ctx.step("FDS", None) as step:
         return compute_fds(ctx.real.images, ctx.synth.images, seeds=seeds, perplexity=opts.fds_perplexity,
-                           pca_dims=opts.fds_pca_dims, n_jobs=opts.n_jobs, progress=step.absolute)
+                           pca_dims=opts.fds_pca_dims, n_jobs=opts.n_jobs, progress=step.absolute,
+                           boot=ctx.boot)

@@ -571,7 +571,7 @@ def _inception_results(ctx: Any) -> dict[str, MetricResult]:
         if opts.inception_backend == "torch-fidelity":
             wpath = resolve_inception_weights(opts.inception_weights)
             return _via_torch_fidelity(ctx.real.images, ctx.synth.images, wanted, wpath,
-                                       _resolve_device(ctx.device), opts.batch_size, ctx.seed,
+                                       _resolve_device(ctx.device), opts.batch_size, opts.seed,
                                        opts.kid_subset_size)
 
         def extractor() -> InceptionFeatureExtractor:
@@ -597,8 +597,9 @@ def _inception_results(ctx: Any) -> dict[str, MetricResult]:
         common = {"backbone": BACKBONE, "weights_sha256": ext.weights_sha256, "backend": "genbench",
                   "preprocessing": ext.preprocessing()}
         with ctx.step("IS/FID/KID/PR", 1):
-            return metrics_from_features(fs, fr, metrics=wanted, seed=ctx.seed,
-                                         kid_subset_size=opts.kid_subset_size, common=common)
+            # IS/KID: torch-fidelity's default seed unless the user gave one (options.seed None).
+            return metrics_from_features(fs, fr, metrics=wanted, seed=opts.seed,
+                                         kid_subset_size=opts.kid_subset_size, common=common, boot=ctx.boot)
 
     return ctx.once("inception", build)
 

@@ -32,11 +32,13 @@ from genbench.progress import ProgressFactory, Step
 __all__ = [
     "EvalOptions",
     "EvalReport",
+    "FloorPlan",
     "MetricContext",
     "PreparedReal",
     "SetInfo",
     "evaluate",
     "floor",
+    "floor_plan",
     "floor_split",
     "parse_metric_names",
 ]
@@ -72,7 +74,7 @@ class EvalOptions:
         run=False))
     device: str = "auto"  # "cpu", "cuda", "cuda:1", "auto"; a runtime setting: not part of identity
     batch_size: int = field(default=32, metadata=cli("--batch-size", "Feature extraction batch size."))
-    seed: int = 0
+    seed: int | None = None  # None: IS/KID use torch-fidelity's 2020, everything else 0 (base_seed)
     fds_seeds: int = field(default=3, metadata=cli("--fds-seeds", "Number of t-SNE seeds FDS averages over."))
     fds_perplexity: float = 30.0
     fds_pca_dims: int = 50
@@ -83,6 +85,13 @@ class EvalOptions:
     kid_subset_size: int | None = field(default=None, metadata=cli(
         "--kid-subset-size", "KID subset size. Default: min(n_real, n_synth, 1000)."))
     n_jobs: int | None = None
+    ci: float = field(default=0.95, metadata=cli(
+        "--ci", "Confidence level of every metric's interval (bootstrap over images; t-SNE seeds for FDS)."))
+    bootstrap: int = field(default=1000, metadata=cli(
+        "--bootstrap", "Bootstrap replicates per metric for its CI and the model-vs-model tests; 0: none."))
+    ds_smoothing: str = field(default="laplace", metadata=cli(
+        "--ds-smoothing", "DS estimator: 'laplace' (one pseudo-count per bin; DS <= ~ln(n + bins)) or "
+        "'epsilon' (paper-compatible: 1e-10 per bin, the paper's scale)."))
 
     def __post_init__(self) -> None:
         self.metrics = parse_metric_names(self.metrics)
@@ -99,6 +108,24 @@ class EvalOptions:
         if self.inception_backend not in ("genbench", "torch-fidelity"):
             raise UsageError("--inception-backend must be 'genbench' or 'torch-fidelity', "
                              f"got {self.inception_backend!r}")
+        if self.seed is not None and self.seed < 0:
+            raise UsageError(f"--seed must be >= 0, got {self.seed}")
+        from genbench.metrics.ds import ESTIMATORS
+
+        if self.ds_smoothing not in ESTIMATORS:
+            raise UsageError(f"--ds-smoothing must be one of {', '.join(ESTIMATORS)}, got {self.ds_smoothing!r}")
+        self.boot()  # validates --ci and --bootstrap
+
+    @property
+    def base_seed(self) -> int:
+        """The seed of everything but IS/KID (FDS's t-SNE, the floor draw, the bootstrap): 0 unless given."""
+        return 0 if self.seed is None else int(self.seed)
+
+    def boot(self) -> Any:
+        """The bootstrap settings every metric's CI uses (one seed for all: paired model tests)."""
+        from genbench.stats import Bootstrap
+
+        return Bootstrap(replicates=self.bootstrap, seed=self.base_seed, level=self.ci)
 
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -150,6 +177,7 @@ class EvalReport:
     options: EvalOptions
     genbench_version: str = __version__
     elapsed_s: float = 0.0
+    floor_info: dict[str, Any] | None = None  # how the floor was drawn (see floor_plan)
 
     def requested(self) -> dict[str, MetricResult]:
         return {m: self.metrics[m] for m in self.options.metrics}
@@ -172,6 +200,7 @@ class EvalReport:
             "synth": self.synth.to_json(),
             "metrics": {m: r.to_json() for m, r in self.metrics.items()},
             "floor": None if self.floor is None else {m: r.to_json() for m, r in self.floor.items()},
+            "floor_info": self.floor_info,
             "options": self.options.to_json(),
             "elapsed_s": round(self.elapsed_s, 3),
         }
@@ -205,7 +234,13 @@ class MetricContext:
 
     @property
     def seed(self) -> int:
-        return self.options.seed
+        return self.options.base_seed
+
+    @property
+    def boot(self) -> Any:
+        """``genbench.stats.Bootstrap`` for this evaluation: pass it to the metric's replicate function
+        and ``genbench.stats.attach_ci`` (replicates count 0 means no intervals: ``boot.enabled``)."""
+        return self.options.boot()
 
     def set(self, which: str) -> ImageSet:
         found = {"real": self.real, "synth": self.synth, "train": self.train}.get(which)
@@ -352,12 +387,15 @@ class PreparedReal:
 
 def evaluate(real: ImageSet, synth: ImageSet, options: EvalOptions | None = None, *,
              metrics: Iterable[str] | str | None = None, progress: ProgressFactory | None = None,
-             train: ImageSet | None = None, _shared: dict[Any, Any] | None = None) -> EvalReport:
-    """All requested metrics of SYNTH against REAL (and, with ``options.floor``, REAL against itself).
+             train: ImageSet | None = None, floor_real: ImageSet | None = None,
+             _shared: dict[Any, Any] | None = None) -> EvalReport:
+    """All requested metrics of SYNTH against REAL (and, with ``options.floor``, the real-vs-real floor).
 
     ``metrics`` overrides ``options.metrics``. ``train`` is the generator's training set (metrics
-    of the ``train`` family need it). With ``options.strict``, missing Inception weights raise
-    ``WeightsUnavailableError`` before anything is computed.
+    of the ``train`` family need it). The floor compares REAL with ``floor_real``, a second real
+    sample disjoint from REAL, at REAL's size (size-matched); without one, two halves of REAL
+    (n = N/2, labelled so: see :func:`floor_plan`). With ``options.strict``, missing Inception
+    weights raise ``WeightsUnavailableError`` before anything is computed.
     """
     t0 = time.perf_counter()
     options = dataclasses.replace(options) if options is not None else EvalOptions()
@@ -375,26 +413,90 @@ def evaluate(real: ImageSet, synth: ImageSet, options: EvalOptions | None = None
                         wanted=options.metrics, progress=progress, shared=shared)
     info_real, info_synth = SetInfo.of(real, ctx.sha256(real)), SetInfo.of(synth, ctx.sha256(synth))
     results = _score(ctx, {})
-    floor_results = None
+    floor_results, info = None, None
     if options.floor:
-        ia, ib = floor_split(len(real), options.seed)
-        params = {"floor": {"split_seed": options.seed, "n_half": len(ia),
-                            "method": "two disjoint random halves of REAL (A as real, B as synthetic)"}}
-        fctx = MetricContext(real=real.subset(ia), synth=real.subset(ib), train=train, options=options,
-                             device=device, wanted=options.metrics, is_floor=True, title="floor: ",
-                             progress=progress, shared=shared,
-                             sources={"real": (real, ia), "synth": (real, ib)})
-        floor_results = _score(fctx, params)
+        fctx, info = _floor_context(real, floor_real, train, options, device, progress, shared)
+        floor_results = _score(fctx, {"floor": info})
     return EvalReport(real=info_real, synth=info_synth, metrics=_complete(results),
                       floor=None if floor_results is None else _complete(floor_results),
-                      options=options, elapsed_s=time.perf_counter() - t0)
+                      options=options, elapsed_s=time.perf_counter() - t0, floor_info=info)
 
 
-def floor(real: ImageSet, options: EvalOptions | None = None, *,
-          progress: ProgressFactory | None = None) -> EvalReport:
-    """The real-vs-real floor alone, as a report of half A (as real) against half B (as synthetic)."""
+@dataclass
+class FloorPlan:
+    """Which images the real-vs-real floor compares (rows of REAL and of the other real sample)."""
+
+    real_rows: np.ndarray | None  # None: all of REAL
+    other_rows: np.ndarray         # rows of ``other`` (or of REAL, for halves) playing "synthetic"
+    info: dict[str, Any]
+
+
+def floor_plan(n_real: int, n_other: int | None, seed: int) -> FloorPlan:
+    """The floor's draw. With a second real sample of ``n_other`` images: ``n_real`` of them at
+    random (size-matched: the floor is scored at the models' N); if it is smaller, an equally
+    small random subset of REAL against all of it (labelled, not size-matched). Without one: two
+    disjoint random halves of REAL, labelled ``n = N/2``: FID, KID, FDS and DS are biased at
+    smaller N, so a half-size floor is worse than "indistinguishable" at the models' N."""
+    rng = np.random.default_rng([seed, 0xF1])
+    if n_other is None:
+        ia, ib = floor_split(n_real, seed)
+        return FloorPlan(ia, ib, {
+            "method": "halves", "size_matched": False, "n_real": len(ia), "n_synth": len(ib), "split_seed": seed,
+            "note": f"two disjoint halves of REAL: n = N/2 = {len(ia)} (N = {n_real}), not the models' N; "
+                    "FID/KID/FDS/DS read worse at half size"})
+    m = min(n_real, n_other)
+    other_rows = np.sort(rng.choice(n_other, m, replace=False))
+    real_rows = None if m == n_real else np.sort(rng.choice(n_real, m, replace=False))
+    info: dict[str, Any] = {"method": "size-matched" if m == n_real else "second real sample (smaller)",
+                            "size_matched": m == n_real, "n_real": m, "n_synth": m, "seed": seed}
+    if m < n_real:
+        info["note"] = (f"the second real sample has only {n_other} images: REAL subsampled to n = {m} "
+                        f"(N = {n_real}), not the models' N")
+    else:
+        info["note"] = f"REAL (N = {n_real}) vs {m} images of a disjoint real sample"
+    return FloorPlan(real_rows, other_rows, info)
+
+
+def _floor_context(real: ImageSet, other: ImageSet | None, train: ImageSet | None, options: EvalOptions,
+                   device: str, progress: ProgressFactory | None, shared: dict[Any, Any],
+                   ) -> tuple[MetricContext, dict[str, Any]]:
+    plan = floor_plan(len(real), None if other is None else len(other), options.base_seed)
+    sources: dict[str, tuple[ImageSet, np.ndarray | None]] = {}
+    if other is None:
+        f_real, f_synth = real.subset(plan.real_rows), real.subset(plan.other_rows)
+        sources = {"real": (real, plan.real_rows), "synth": (real, plan.other_rows)}
+    else:
+        f_synth = other.subset(plan.other_rows)
+        f_real = real if plan.real_rows is None else real.subset(plan.real_rows)
+        if plan.real_rows is not None:
+            sources["real"] = (real, plan.real_rows)
+        src = other.meta.get("path") or other.meta.get("split")
+        if src is not None:
+            plan.info["other"] = str(src)
+        if train is not None and train is other:
+            # The floor's "synthetic" images come from the training set: train-family metrics
+            # (memorisation) compare them with the rest of it, as they would a fresh sample.
+            rest = np.setdiff1d(np.arange(len(other)), plan.other_rows)
+            train = other.subset(rest) if len(rest) else None
+            plan.info["train_for_floor"] = "the training set minus the floor's sample"
+    fctx = MetricContext(real=f_real, synth=f_synth, train=train, options=options, device=device,
+                         wanted=options.metrics, is_floor=True, title="floor: ", progress=progress,
+                         shared=shared, sources=sources)
+    return fctx, plan.info
+
+
+def floor(real: ImageSet, options: EvalOptions | None = None, *, other: ImageSet | None = None,
+          train: ImageSet | None = None, progress: ProgressFactory | None = None) -> EvalReport:
+    """The real-vs-real floor alone: REAL against an equally sized sample of ``other`` (a disjoint
+    real set, e.g. the training split), or half A against half B of REAL without one. The
+    report's ``floor_info`` (and each metric's ``params["floor"]``) says which."""
     options = dataclasses.replace(options) if options is not None else EvalOptions()
     options.floor = False
-    ia, ib = floor_split(len(real), options.seed)
     shared: dict[Any, Any] = {}
-    return evaluate(real.subset(ia), real.subset(ib), options, progress=progress, _shared=shared)
+    device = _resolve_device(options.device)
+    fctx, info = _floor_context(real, other, train, options, device, progress, shared)
+    report = evaluate(fctx.real, fctx.synth, options, progress=progress, train=fctx.train, _shared=shared)
+    for r in report.metrics.values():
+        r.params = {**r.params, "floor": info}
+    report.floor_info = info
+    return report

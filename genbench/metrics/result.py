@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -35,6 +36,7 @@ class MetricResult:
             "std": None if self.std is None else float(self.std),
             "ci": None if self.ci is None else [float(self.ci[0]), float(self.ci[1])],
             "ci_method": self.ci_method,
+            "ci_level": self.params.get("ci_level") if self.ci is not None else None,
             "status": self.status,
             "reason": self.reason,
             "params": self.params,
@@ -44,7 +46,8 @@ class MetricResult:
         }
         for key in self.json_extra:
             val = self.extra.get(key)
-            out[key] = None if val is None else [float(v) for v in val]
+            # non-finite replicates (a degenerate resample) are written as null, valid JSON
+            out[key] = None if val is None else [float(v) if math.isfinite(v) else None for v in val]
         return out
 
     @classmethod
