@@ -55,3 +55,20 @@ def test_default_is_and_kid_equal_torch_fidelity_defaults(default_runs) -> None:
     seed0 = default_runs[2]
     assert abs(seed0["is"].value - ref["inception_score_mean"]) > 1e-5
     assert abs(seed0["kid"].value - ref["kernel_inception_distance_mean"]) > 1e-5
+
+
+def test_pipeline_defaults_equal_torch_fidelity_defaults(default_runs, inception_material) -> None:
+    """Through `evaluate` with default options (no seed given): the same numbers."""
+    from genbench.io import read_image_folder
+    from genbench.metrics.pipeline import EvalOptions, evaluate
+
+    ref, _, _ = default_runs
+    m = inception_material
+    n = min(len(m.real_u8), len(m.synth_u8))
+    opts = EvalOptions(metrics=("is", "kid"), inception_weights=m.weights, kid_subset_size=n // 2,
+                       cache_dir=m.cache_dir, device="cpu", bootstrap=0)
+    assert opts.seed is None
+    rep = evaluate(read_image_folder(m.real_dir), read_image_folder(m.synth_dir), opts)
+    assert rep.metrics["is"].value == pytest.approx(ref["inception_score_mean"], abs=1e-6)
+    assert rep.metrics["kid"].value == pytest.approx(ref["kernel_inception_distance_mean"], abs=1e-6)
+    assert rep.metrics["kid"].ci is None  # --bootstrap 0: no intervals
