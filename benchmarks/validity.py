@@ -143,9 +143,12 @@ def _figures(out: Path, cells: list, det: dict, metrics: list[str], settings: di
             if j == 0:
                 ax.set_ylabel(f"{REGISTRY[m].title} {REGISTRY[m].arrow}", fontsize=8)
             ax.tick_params(labelsize=6)
-    axes[0, 0].legend(fontsize=6)
+    handles, labels = next(((h, lab) for ax in axes.flat for h, lab in [ax.get_legend_handles_labels()] if h),
+                           ([], []))
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=7)
     fig.suptitle("Response curves (band: CI; open circle: seen vs the clean set)", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     fig.savefig(out / "curves.png", dpi=110)
     plt.close(fig)
 

@@ -222,7 +222,7 @@ def score_defects(sets: StudySets, options: Any, defects: Sequence[str] | None =
 
     say = say or (lambda _m: None)
     prepared = PreparedReal(real=sets.real, options=options, train=sets.fit)
-    clean = prepared.evaluate(sets.clean).metrics
+    clean = prepared.evaluate(sets.clean).requested()
     say(f"{sets.modality}: clean set scored")
     cells: list[Cell] = []
     for name, res in clean.items():
@@ -230,7 +230,7 @@ def score_defects(sets: StudySets, options: Any, defects: Sequence[str] | None =
     for defect in defects or list(DEFECTS):
         per_level: dict[float, dict[str, Any]] = {}
         for sev in severities(defect, None if levels is None else levels.get(defect))[1:]:
-            per_level[sev] = prepared.evaluate(apply_defect(sets, defect, sev, seed=seed)).metrics
+            per_level[sev] = prepared.evaluate(apply_defect(sets, defect, sev, seed=seed)).requested()
             say(f"{sets.modality}: {defect} {sev:g} scored")
         for name, c in clean.items():
             direction = REGISTRY.direction(name)
