@@ -18,6 +18,9 @@ File format (``[<dataset>.<model>]`` tables of ``metric = bound``)::
 
     ["*".ddpm]                   # ddpm on every dataset in the results
     kid = 0.2
+    fds.ci_hi = 3                # a bound on the upper end of the metric's confidence interval
+    fds.value = 2.5              #   (TOML: after a dotted fds.* key, the value itself is fds.value)
+    "ds.ci_lo" = ">= 0"          # ci_lo: the lower end; a quoted key works the same
 
 A bound whose dataset or model has no results is a violation (a model silently missing from a
 run must not pass CI). A metric that is n/a is a violation unless ``allow_missing = true``.
@@ -69,6 +72,14 @@ class Rule:
     model: str
     metric: str
     bounds: tuple[Bound, ...]
+    field: str = "value"  # or "ci_lo" / "ci_hi": an end of the metric's confidence interval
+
+    @property
+    def label(self) -> str:
+        return self.metric if self.field == "value" else f"{self.metric}.{self.field}"
+
+
+FIELDS = ("value", "ci_lo", "ci_hi")
 
 
 @dataclass
@@ -146,12 +157,19 @@ def parse_thresholds(doc: dict[str, Any], path: str = "<thresholds>") -> Thresho
                     f"(write [{ds_key}.{model_key}] then 'fid = \"<= 80\"')",
                     path,
                 )
-            for metric, raw in model_val.items():
+            for key, raw in model_val.items():
+                metric, _, sub = key.partition(".")
                 if metric not in REGISTRY:
                     known = ", ".join(REGISTRY.names())
                     raise InputError(f"{where}: unknown metric {metric!r} (known: {known})", path)
-                bounds = _parse_bound(raw, metric, where, path)
-                rules.append(Rule(ds_key, model_key, metric, tuple(bounds)))
+                # `fds.ci_hi = 3` is a TOML dotted key: it arrives as {"fds": {"ci_hi": 3}}.
+                items = raw.items() if isinstance(raw, dict) and not sub else [(sub or "value", raw)]
+                for field_name, bound in items:
+                    if field_name not in FIELDS:
+                        raise InputError(f"{where}.{metric}.{field_name}: unknown field (use the metric "
+                                         f"itself, {metric}.ci_lo or {metric}.ci_hi)", path)
+                    bounds = _parse_bound(bound, metric, where, path)
+                    rules.append(Rule(ds_key, model_key, metric, tuple(bounds), field_name))
     if not rules:
         raise InputError("no bounds found (expected [dataset.model] tables)", path)
     return Thresholds(rules, allow_missing, path)
@@ -188,9 +206,17 @@ def _check_cell(cell: Cell, rule: Rule, dataset: str, model: str, allow_missing:
                 Violation(dataset, model, rule.metric, f"{rule.metric} is n/a{why}")
             )
         return
-    out.checked += 1
     assert cell.value is not None
-    failed = [b for b in rule.bounds if not b.holds(cell.value)]
+    value = cell.value
+    if rule.field != "value":
+        if cell.ci is None:
+            if not allow_missing:
+                out.violations.append(Violation(dataset, model, rule.metric, f"{rule.label}: {rule.metric} "
+                                                "has no confidence interval (run with --bootstrap > 0)"))
+            return
+        value = cell.ci[0] if rule.field == "ci_lo" else cell.ci[1]
+    out.checked += 1
+    failed = [b for b in rule.bounds if not b.holds(value)]
     if failed:
         better = "higher" if REGISTRY.direction(rule.metric) > 0 else "lower"
         need = " and ".join(str(b) for b in failed)
@@ -199,7 +225,7 @@ def _check_cell(cell: Cell, rule: Rule, dataset: str, model: str, allow_missing:
                 dataset,
                 model,
                 rule.metric,
-                f"{rule.metric} = {cell.value:.6g} violates {need} ({better} is better)",
+                f"{rule.label} = {value:.6g} violates {need} ({better} is better)",
             )
         )
 

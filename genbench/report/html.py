@@ -55,8 +55,11 @@ dl.kv dt { font-weight: 600; } dl.kv dd { margin: 0; font-family: ui-monospace, 
 <h2>Comparison</h2>
 {{ table_html | safe }}
 <p class="muted">Best value per column in bold (&uarr; higher is better, &darr; lower is better);
-mean &plusmn; std where the metric defines one. The real-vs-real floor scores two halves of the
-held-out set: what &ldquo;indistinguishable&rdquo; reads at this sample size. n/a: not computed or
+value [CI low, CI high] where the metric has an interval (bootstrap over images; t-SNE seeds for
+FDS), else mean &plusmn; std where it defines one. &dagger;: the best value is significantly better
+than the runner-up (paired bootstrap, two-sided, Holm-corrected across models, &alpha; = 0.05).
+The real-vs-real floor scores the held-out set against an equally sized sample of other real
+images: what &ldquo;indistinguishable&rdquo; reads at this sample size. n/a: not computed or
 unavailable (see the notes below).</p>
 {% if notes %}<h3>Notes</h3><ul>{% for n in notes %}<li>{{ n }}</li>{% endfor %}</ul>{% endif %}
 
@@ -111,6 +114,8 @@ def table_html(table: Table) -> str:
             for col in table.columns:
                 cell = row.cells[col]
                 text = esc(format_value(block.metric, cell))
+                if col in row.significant:
+                    text += "&dagger;"
                 best = ' class="best"' if col in row.best else ""
                 title = f' title="{esc(cell.reason)}"' if cell.reason and not cell.available else ""
                 out.append(f"<td{best}{title}>{text}</td>")

@@ -34,6 +34,7 @@ class Cell:
     std: float | None = None
     status: str = "ok"
     reason: str | None = None
+    ci: tuple[float, float] | None = None  # confidence interval (level in the run's settings)
 
     @property
     def available(self) -> bool:
@@ -99,11 +100,13 @@ def metric_cell(metrics_json: dict[str, Any] | None, metric: str) -> Cell:
         return Cell(None, status="missing", reason=f"{metric} was not computed")
     value = entry.get("value")
     std = entry.get("std")
+    ci = entry.get("ci")
     return Cell(
         value=None if value is None else float(value),
         std=None if std is None else float(std),
         status=str(entry.get("status", "ok")),
         reason=entry.get("reason"),
+        ci=None if not ci or None in ci else (float(ci[0]), float(ci[1])),
     )
 
 

@@ -33,6 +33,7 @@ class Row:
     reference: bool  # the floor row: shown, never bold
     cells: dict[str, Cell]  # column label -> cell
     best: set[str] = field(default_factory=set)  # columns where this row is best
+    significant: set[str] = field(default_factory=set)  # best and significantly better than the runner-up
 
 
 @dataclass
@@ -61,20 +62,36 @@ class Block:
 class Table:
     columns: list[str]
     blocks: list[Block]
+    floor_notes: dict[str, str] = field(default_factory=dict)  # columns whose floor is not size-matched
 
 
 def _model_sort_key(name: str) -> tuple[int, str]:
     return (MODEL_ORDER.index(name), "") if name in MODEL_ORDER else (len(MODEL_ORDER), name)
 
 
-def format_value(metric: str, cell: Cell, *, with_std: bool = True, pm: str = " ± ") -> str:
+def format_value(metric: str, cell: Cell, *, with_std: bool = True, pm: str = " ± ",
+                 ci: str = "brackets") -> str:
+    """``value [lo, hi]`` when the cell has a CI (``ci="pm"``: ``value ± half-width``, for LaTeX;
+    ``ci="none"``: no interval), else ``value ± std`` where the metric defines a std."""
     if not cell.available:
         return NA
     d = decimals(metric)
     text = f"{cell.value:.{d}f}"
+    if cell.ci is not None and ci != "none":
+        lo, hi = cell.ci
+        if ci == "pm":
+            return text + f"{pm}{(hi - lo) / 2:.{d}f}"
+        return text + f" [{lo:.{d}f}, {hi:.{d}f}]"
     if with_std and cell.std is not None and math.isfinite(cell.std):
         text += f"{pm}{cell.std:.{d}f}"
     return text
+
+
+def _cell_text(block: Block, row: Row, col: str, **kw: Any) -> str:
+    from genbench.report.significance import MARK
+
+    text = format_value(block.metric, row.cells[col], **kw)
+    return text + MARK if col in row.significant else text
 
 
 def collect(results: list[dict[str, Any]], metrics: list[str] | None = None) -> Table:
@@ -118,8 +135,14 @@ def collect(results: list[dict[str, Any]], metrics: list[str] | None = None) -> 
             rows.append(Row(FLOOR_ROW, True, cells))
         block = Block(metric, rows)
         _mark_best(block, columns)
+        _mark_significant(block, columns, results)
         blocks.append(block)
-    return Table(columns, blocks)
+    notes = {}
+    for col, r in zip(columns, results):
+        info = (r.get("floor") or {}).get("floor_info")
+        if info and not info.get("size_matched"):
+            notes[col] = str(info.get("note") or info.get("method"))
+    return Table(columns, blocks, notes)
 
 
 def _mark_best(block: Block, columns: list[str]) -> None:
@@ -137,6 +160,18 @@ def _mark_best(block: Block, columns: list[str]) -> None:
         for i, v in shown.items():
             if v == target:
                 block.rows[i].best.add(col)
+
+
+def _mark_significant(block: Block, columns: list[str], results: list[dict[str, Any]]) -> None:
+    from genbench.report.significance import comparisons, significant_best
+
+    for col, r in zip(columns, results):
+        if "comparisons" not in r:  # results written before significance tests: compute them
+            r["comparisons"] = comparisons(r)
+        best = significant_best(r, block.metric)
+        for row in block.rows:
+            if not row.reference and row.model == best and col in row.best:
+                row.significant.add(col)
 
 
 def metric_label(metric: str, arrow: str | None = None) -> str:
@@ -234,11 +269,21 @@ def shown_blocks(table: Table) -> list[Block]:
     return [b for b in table.blocks if b.available]
 
 
-def _legend() -> str:
+def _legend(table: Table | None = None) -> str:
+    from genbench.report.significance import LEGEND
+
+    ci = table is not None and any(c.ci for b in table.blocks for r in b.rows for c in r.cells.values())
+    values = ("values are value [CI low, CI high] (bootstrap over images; t-SNE seeds for FDS)"
+              if ci else "values are mean ± std where the metric defines one")
     return ("Best value per column in **bold** (↑ higher is better, ↓ lower is better); "
-            "values are mean ± std where the metric defines one; "
+            f"{values}; {LEGEND}; "
             f"*{FLOOR_ROW}* scores held-out real images against other real images (a "
-            "reference, not a competitor); n/a = not computed or unavailable.")
+            "reference, not a competitor); n/a = not computed or unavailable." + _floor_note(table))
+
+
+def _floor_note(table: Table | None) -> str:
+    notes = (table.floor_notes if table is not None else {}) or {}
+    return "".join(f" Floor ({col}): {note}." for col, note in notes.items())
 
 
 def to_markdown(table: Table) -> str:
@@ -256,10 +301,10 @@ def to_markdown(table: Table) -> str:
             name = _md_escape(row.model)
             cells = [metric_label(block.metric) if i == 0 else "", f"*{name}*" if row.reference else name]
             for col in table.columns:
-                text = format_value(block.metric, row.cells[col])
+                text = _cell_text(block, row, col)
                 cells.append(f"**{text}**" if col in row.best else text)
             lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n\n" + _legend() + "\n" + unavailable_note(table)
+    return "\n".join(lines) + "\n\n" + _legend(table) + "\n" + unavailable_note(table)
 
 
 def _markdown_single(table: Table, blocks: list[Block]) -> str:
@@ -272,10 +317,10 @@ def _markdown_single(table: Table, blocks: list[Block]) -> str:
         cells = [f"*{name}*" if row.reference else name]
         for block in blocks:
             r = block.rows[i]
-            text = format_value(block.metric, r.cells[col])
+            text = _cell_text(block, r, col)
             cells.append(f"**{text}**" if col in r.best else text)
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n\n" + _legend() + "\n" + unavailable_note(table)
+    return "\n".join(lines) + "\n\n" + _legend(table) + "\n" + unavailable_note(table)
 
 
 _LATEX_SPECIAL = {
@@ -295,7 +340,8 @@ _LATEX_SPECIAL = {
 def latex_escape(text: str) -> str:
     """Escape LaTeX's special characters; non-ASCII arrows/± are spelled as math commands."""
     out = "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
-    return out.replace("±", r"$\pm$").replace("↑", r"$\uparrow$").replace("↓", r"$\downarrow$")
+    return (out.replace("±", r"$\pm$").replace("↑", r"$\uparrow$").replace("↓", r"$\downarrow$")
+            .replace("†", r"$^\dagger$"))
 
 
 def to_latex(table: Table, *, standalone: bool = False, caption: str | None = None) -> str:
@@ -310,7 +356,7 @@ def to_latex(table: Table, *, standalone: bool = False, caption: str | None = No
             name = latex_escape(row.model)
             index.append((label, rf"\textit{{{name}}}" if row.reference else name))
             data.append(
-                [latex_escape(format_value(block.metric, row.cells[c])) for c in table.columns]
+                [latex_escape(_cell_text(block, row, c, ci="pm")) for c in table.columns]
             )
             style.append(["textbf: --rwrap;" if c in row.best else "" for c in table.columns])
     columns = [latex_escape(c) for c in table.columns]
@@ -318,10 +364,14 @@ def to_latex(table: Table, *, standalone: bool = False, caption: str | None = No
     css = pd.DataFrame(style, index=df.index, columns=df.columns)
     styler = df.style.apply(lambda _: css, axis=None)
     if caption is None:
+        ci = any(c.ci for b in table.blocks for r in b.rows for c in r.cells.values())
         caption = (
             "Comparison of generators. Best value per column in bold "
-            r"($\uparrow$ higher is better, $\downarrow$ lower is better); mean $\pm$ std where "
-            "defined; the real-vs-real floor is a reference, not a competitor."
+            r"($\uparrow$ higher is better, $\downarrow$ lower is better); "
+            + (r"value $\pm$ half-width of its confidence interval (bootstrap over images); "
+               if ci else r"mean $\pm$ std where defined; ")
+            + r"$\dagger$: significantly better than the runner-up (paired bootstrap, Holm, "
+            r"$\alpha = 0.05$); the real-vs-real floor is a reference, not a competitor."
         )
     body = styler.to_latex(
         hrules=True,
