@@ -41,6 +41,7 @@ def _register_commands() -> None:
     for module in (metrics, data, models, run, table, check, report):
         module.register(app)
     __import__("genbench.commands.turing", fromlist=["register"]).register(app)
+    __import__("genbench.commands.utility", fromlist=["register"]).register(app)
 
 
 _register_commands()

@@ -77,6 +77,15 @@ def prepare(
     ),
     out: Path | None = typer.Option(None, "--out", help="Also write train/test as an .npz here."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    labels: str | None = typer.Option(
+        None, "--labels", help="Class labels: phantom (its finding) | folders (DIR/<class>/...)."
+    ),
+    label_finding: str | None = typer.Option(
+        None, "--label-finding", help="chest: Data_Entry_2017.csv finding vs 'No Finding'."
+    ),
+    finding_strength: float | None = typer.Option(
+        None, "--finding-strength", help="Labelled phantom: visibility of the finding (default 1)."
+    ),
 ) -> None:
     """Prepare a preset (phantom or --data) and report what was used."""
     from genbench.data import prepare_dataset
@@ -91,7 +100,9 @@ def prepare(
         seed=seed,
         test_fraction=test_fraction,
         cache_dir=cache_dir,
-        options=_options(frames),
+        options=_options(frames)
+        | {k: v for k, v in (("labels", labels), ("label_finding", label_finding),
+                             ("finding_strength", finding_strength)) if v is not None},
     )
     if out is not None:
         from genbench.data.cache import write_entry
@@ -107,6 +118,8 @@ def prepare(
         f"  train {len(ds.train)} slices / {len(ds.split['train_patients'])} patients, "
         f"test {len(ds.test)} slices / {len(ds.split['test_patients'])} patients (seed {seed})"
     )
+    for name, c in ds.class_counts().items():
+        typer.echo(f"  class {name}: {c['train']} train / {c['test']} held-out")
     typer.echo(f"  fingerprint {ds.fingerprint[:16]}, {ds.elapsed_s:.2f} s")
     if ds.cache_path:
         typer.echo(f"  cache {ds.cache_path}")

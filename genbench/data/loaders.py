@@ -11,6 +11,18 @@ Pipelines (per preset, see ``presets.py``):
 * pelvic / abdomen: CT (DICOM series or NIfTI) and label map -> resample (labels by nearest
   neighbour) -> keep slices with selection labels -> HU window -> pad/crop 256 with air
   (-1024 HU, i.e. -1 canonical) -> resize.
+
+Class labels (for the utility experiment), ``discover_labelled``:
+
+* ``labels="folders"``: ``DIR/<class>/...`` -- each sub-folder is a class (e.g. the COVID-19
+  Radiography Database's ``COVID/`` and ``Normal/``) holding the preset's usual layout; every
+  slice of a case gets its folder's class. Classes are in sorted order, except that a folder
+  named normal / healthy / negative / control / no finding comes first (class 0), so that with
+  two classes the finding is class 1, the positive one. Patient ids are kept as they are, so
+  one patient found in two class folders still falls on one side of the split.
+* ``labels="csv"`` with ``label_finding=NAME`` (chest): ChestX-ray14's ``Finding Labels``
+  column; images listing NAME are class NAME, images with exactly ``No Finding`` are class
+  ``No Finding``, all others are left out. The image cap (5500, or ``n``) applies per class.
 """
 
 from __future__ import annotations
@@ -55,6 +67,7 @@ class CaseSlices:
     patient: str
     images: np.ndarray  # (m, size, size) canonical float32
     sources: list[str]
+    labels: np.ndarray | None = None  # (m,) class index per slice, when the data are labelled
 
 
 def _nifti(p: Path) -> bool:
@@ -74,7 +87,12 @@ def _to_canonical(x: np.ndarray, preset: Preset) -> np.ndarray:
 # ----------------------------------------------------------------------------- chest
 
 
+NO_FINDING = "No Finding"
+
+
 def _chest_discover(root: Path, options: dict, limit: int | None) -> list[Case]:
+    if options.get("labels") == "csv":
+        return _chest_discover_finding(root, options, limit)
     pngs = sorted(p for p in root.rglob("*") if p.suffix.lower() == ".png" and p.is_file())
     if not pngs:
         raise InputError("no PNG files found (chest expects a folder of x-ray PNGs)", str(root))
@@ -111,6 +129,56 @@ def _chest_discover(root: Path, options: dict, limit: int | None) -> list[Case]:
     return cases
 
 
+def _chest_discover_finding(root: Path, options: dict, limit: int | None) -> list[Case]:
+    """ChestX-ray14 with ``Finding Labels``: NAME (class 1) vs ``No Finding`` (class 0)."""
+    finding = str(options.get("label_finding") or "").strip()
+    if not finding:
+        raise UsageError("labels from the CSV need a finding name (--label-finding, e.g. Pneumonia)")
+    if finding == NO_FINDING:
+        raise UsageError(f"--label-finding names the positive class; {NO_FINDING!r} is the negative")
+    csv_path = next(iter(sorted(root.rglob("Data_Entry_2017*.csv"))), None)
+    if csv_path is None:
+        raise InputError(
+            "--label-finding needs ChestX-ray14's Data_Entry_2017.csv (with 'Finding Labels') "
+            "under the folder",
+            str(root),
+        )
+    by_name = {p.name: p for p in root.rglob("*") if p.suffix.lower() == ".png" and p.is_file()}
+    chosen: dict[int, list[tuple[Path, str]]] = {0: [], 1: []}
+    seen: set[str] = set()
+    with open(csv_path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        cols = reader.fieldnames or []
+        for col in ("Image Index", "Finding Labels"):
+            if col not in cols:
+                raise InputError(f"CSV lacks the {col!r} column of Data_Entry_2017.csv", str(csv_path))
+        for row in reader:
+            found = {f.strip() for f in (row["Finding Labels"] or "").split("|") if f.strip()}
+            seen |= found
+            k = 1 if finding in found else 0 if found == {NO_FINDING} else None
+            p = by_name.get(row["Image Index"])
+            if k is None or p is None or (limit is not None and len(chosen[k]) >= limit):
+                continue
+            pid = (row.get("Patient ID") or "").strip() or p.stem.split("_")[0]
+            chosen[k].append((p, pid))
+    if finding not in seen:
+        known = ", ".join(sorted(seen - {NO_FINDING})) or "none"
+        raise InputError(f"no row lists the finding {finding!r}; findings in the CSV: {known}",
+                         str(csv_path))
+    for k, name in ((1, finding), (0, NO_FINDING)):
+        if not chosen[k]:
+            raise InputError(f"no image of class {name!r} was found under the folder", str(root))
+    groups: dict[str, tuple[list[Path], list[int]]] = {}
+    for k in (0, 1):
+        for p, pid in chosen[k]:
+            files, labels = groups.setdefault(pid, ([], []))
+            files.append(p)
+            labels.append(k)
+    cases = [Case(pid, {"image": f}, "PNG", {"labels": lab}) for pid, (f, lab) in groups.items()]
+    cases[0].files["csv"] = [csv_path]
+    return cases
+
+
 def _read_png(path: Path) -> np.ndarray:
     from PIL import Image
 
@@ -139,7 +207,9 @@ def _chest_load(preset: Preset, case: Case, size: int, options: dict) -> CaseSli
         img = _read_png(p)
         out.append(_to_canonical(resize_stack(img[None], size), preset)[0])
         srcs.append(f"{case.patient}:{p.name}")
-    return CaseSlices(case.patient, np.stack(out), srcs)
+    labels = case.detail.get("labels")
+    return CaseSlices(case.patient, np.stack(out), srcs,
+                      None if labels is None else np.asarray(labels, dtype=np.int64))
 
 
 # ----------------------------------------------------------------------------- heart
@@ -353,4 +423,48 @@ def discover(preset: Preset, root: Path, options: dict, limit: int | None) -> li
 
 
 def load_case(preset: Preset, case: Case, size: int, options: dict) -> CaseSlices:
-    return LOAD[preset.name](preset, case, size, options)
+    got = LOAD[preset.name](preset, case, size, options)
+    if got.labels is None and "class" in case.detail:
+        got.labels = np.full(len(got.images), int(case.detail["class"]), dtype=np.int64)
+    return got
+
+
+LABEL_MODES = ("folders", "csv")
+NEGATIVE_NAMES = frozenset({"normal", "no finding", "healthy", "negative", "control", "controls"})
+
+
+def discover_labelled(
+    preset: Preset, root: Path, options: dict, limit: int | None
+) -> tuple[list[Case], list[str]]:
+    """Cases with class labels and the class names (index = label), per ``options["labels"]``."""
+    mode = options.get("labels")
+    if mode == "csv":
+        if preset.name != "chest":
+            raise UsageError(
+                f"--label-finding reads ChestX-ray14's CSV (chest); for {preset.name} use "
+                "--labels folders (DIR/<class>/...)"
+            )
+        cases = discover(preset, root, options, limit)
+        return cases, [NO_FINDING, str(options["label_finding"]).strip()]
+    if mode != "folders":
+        raise UsageError(f"unknown label source {mode!r}; choose one of {', '.join(LABEL_MODES)}")
+    if not root.is_dir():
+        raise InputError("data folder not found", str(root))
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    # A folder named like "normal" is class 0, so that with two classes the other one -- the
+    # finding -- is the positive class of sensitivity and specificity.
+    folders.sort(key=lambda p: p.name.strip().lower().replace("_", " ") not in NEGATIVE_NAMES)
+    if len(folders) < 2:
+        names = ", ".join(p.name for p in folders) or "none"
+        raise InputError(
+            f"--labels folders needs one sub-folder per class (at least two), found {len(folders)} "
+            f"({names})",
+            str(root),
+        )
+    cases: list[Case] = []
+    for k, folder in enumerate(folders):
+        found = discover(preset, folder, options, limit)
+        for c in found:
+            c.detail["class"] = k
+        cases += found
+    return cases, [p.name for p in folders]

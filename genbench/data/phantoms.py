@@ -357,7 +357,7 @@ def _abdomen_draw(rng, n, per):
     return d
 
 
-def _abdomen_render(d, size, rng):
+def _abdomen_render(d, size, rng, frng=None):
     n = len(d["z"])
     cv = Canvas(n, size, background=-1000.0)
     cy, a, b = d["cy"], d["a"], d["b"]
@@ -468,6 +468,8 @@ def _abdomen_render(d, size, rng):
         harmonics=d["liver_h"],
         active=ls > 0.05,
     )
+    if frng is not None:
+        _liver_lesion(cv, d, d["liver_x"] * (0.7 + 0.3 * ls), cy - 0.05, frng)
     ss = d["spleen_s"]
     cv.paint(
         d["spleen_hu"],
@@ -698,7 +700,7 @@ def _chest_draw(rng, n, per):
     return d
 
 
-def _chest_render(d, size, rng):
+def _chest_render(d, size, rng, frng=None):
     n = len(d["z"])
     cv = Canvas(n, size, background=0.0)
     cx, a = d["cx"], d["a"]
@@ -712,6 +714,9 @@ def _chest_render(d, size, rng):
     body = cv.img > 0.02
     lungs = np.zeros_like(cv.img)
     labels = np.where(body, 4, 0).astype(np.int16)
+    # Where a finding may appear: lung coverage times a lateral/basal weight (filled only when a
+    # finding is drawn, so the unlabelled phantom does exactly the work it always did).
+    periphery = np.zeros_like(cv.img) if frng is not None else None
     for side, lab in ((-1, 1), (1, 2)):
         lx = cx + side * (0.14 + d["lung_a"] * 0.95)
         ly = d["lung_y"] - (0.02 if side > 0 else 0.0) + (0.0 if side > 0 else -d["dome"])
@@ -738,7 +743,11 @@ def _chest_render(d, size, rng):
         sub = labels[:, r, c]
         sub[cov >= 0.5] = lab
         labels[:, r, c] = sub
+        if periphery is not None:
+            _chest_periphery(periphery, cv, r, c, cov, side, lx, ly, d)
     cv.img -= lungs
+    if periphery is not None:
+        _chest_opacities(cv, labels, periphery, lungs, d, frng)
     # Ribs: periodic stripes in a warped coordinate; posterior ribs curve down laterally.
     g = cv.grid
     u = g[None, None, :] - cx[:, None, None]
@@ -787,6 +796,145 @@ def _chest_render(d, size, rng):
     return (gray * 255.0).astype(np.float32), labels
 
 
+
+# ----------------------------------------------------------------------------- findings (class labels)
+#
+# A finding turns a phantom into a labelled data set: class 1 images show it, class 0 images are
+# the plain phantom. Its parameters come from a random stream of their own (a third child of the
+# phantom's seed), so a class-0 image is bit-identical to the unlabelled phantom's image of the
+# same index and seed, and a class-1 image differs from it only where the finding is drawn.
+# ``strength`` tunes the difficulty: 0 draws nothing (the labels are then unlearnable), 1 is the
+# default, larger is easier; the severity also varies between patients, so some class-1 images
+# show very little even at strength 1.
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A labelled finding of a phantom: what class 1 shows and how it is drawn."""
+
+    name: str
+    classes: tuple[str, str]  # (class 0, class 1)
+    label: int  # the finding's id in the anatomy label map
+    label_name: str
+    per_patient: bool  # True: every slice of a patient has the patient's class
+    description: str
+    draw: Callable[[np.random.Generator, dict[str, np.ndarray], float, float], dict[str, np.ndarray]]
+
+
+def _chest_finding_draw(rng, d, prevalence, strength):
+    pid = d["pid"]
+    count, n = int(pid.max()) + 1, len(pid)
+    sick = rng.uniform(size=count) < prevalence
+    severity = rng.uniform(0.15, 1.0, size=count)
+    extent = rng.uniform(0.2, 0.65, size=count)
+    follow_up = rng.uniform(0.75, 1.25, size=n)  # follow-up films: the opacities evolve
+    y = sick[pid]
+    return {
+        "f_y": y.astype(np.int64),
+        "f_sev": np.where(y, severity[pid] * follow_up * strength, 0.0).astype(np.float32),
+        # Threshold of a unit smooth field: larger extent -> lower threshold -> more lung covered.
+        "f_thr": (1.2 - 2.0 * extent[pid]).astype(np.float32),
+    }
+
+
+def _chest_periphery(out, cv, r, c, cov, side, lx, ly, d) -> None:
+    """Lateral and basal weight inside one lung (COVID-19 opacities are peripheral, lower-zone)."""
+    u = cv.grid[c][None, None, :]
+    v = cv.grid[r][None, :, None]
+    lateral = side * (u - np.asarray(lx)[:, None, None]) / d["lung_a"][:, None, None]
+    basal = (v - np.asarray(ly)[:, None, None]) / d["lung_b"][:, None, None]
+    w = np.clip(0.45 + 0.6 * lateral + 0.4 * basal, 0.0, 1.0) * cov
+    out[:, r, c] = np.maximum(out[:, r, c], w)
+
+
+def _chest_opacities(cv, labels, periphery, lungs, d, rng) -> None:
+    """Bilateral patchy ground-glass opacities with denser consolidation at their cores.
+
+    Added as attenuation before exposure, so they whiten the lungs as real air-space disease
+    does: ground glass gives back about half of the density the aerated lung lacks,
+    consolidation up to all of it (fluid-filled lung is as dense as soft tissue, never denser).
+    """
+    field = smooth_field(rng, cv.n, cv.size, 12, 1.0)
+    thr = d["f_thr"][:, None, None]
+    ggo = np.clip((field - thr) * 1.5, 0.0, 1.0)
+    consolidation = np.clip((field - thr - 0.9) * 2.5, 0.0, 1.0)
+    opacity = d["f_sev"][:, None, None] * (0.225 * ggo + 0.3 * consolidation) * periphery
+    opacity = np.minimum(opacity, lungs)
+    cv.img += opacity
+    labels[(opacity > 0.02) & np.isin(labels, (1, 2))] = CHEST_FINDING_LABEL
+
+
+CHEST_FINDING_LABEL = 5
+LIVER_LESION_LABEL = 18
+
+
+def _liver_lesion_draw(rng, d, prevalence, strength):
+    pid, z = d["pid"], d["z"]
+    count = int(pid.max()) + 1
+    sick = rng.uniform(size=count) < prevalence
+    z0 = rng.uniform(0.45, 0.95, size=count)
+    half = rng.uniform(0.12, 0.25, size=count)
+    radius = rng.uniform(0.05, 0.1, size=count)
+    angle = rng.uniform(0.0, 2 * np.pi, size=count)
+    offset = rng.uniform(0.0, 0.45, size=count)
+    contrast = rng.uniform(25.0, 55.0, size=count)  # HU below the surrounding liver
+    t = (z - z0[pid]) / half[pid]
+    # A spherical lesion: labelled where its cross-section is at least half its radius, and drawn
+    # exactly there, so "class 1" means "a lesion is in this slice".
+    y = sick[pid] & (np.abs(t) <= np.sqrt(0.75)) & (d["liver_s"] > 0.3)
+    rs = radius[pid] * np.sqrt(np.clip(1.0 - t * t, 0.0, 1.0))
+    return {
+        "f_y": y.astype(np.int64),
+        "f_r": np.minimum(rs, 0.19 * d["liver_s"]).astype(np.float32),
+        "f_angle": angle[pid].astype(np.float32),
+        "f_offset": offset[pid].astype(np.float32),
+        "f_hu": (contrast[pid] * strength).astype(np.float32),
+    }
+
+
+def _liver_lesion(cv, d, liver_cx, liver_cy, rng) -> None:
+    """A hypodense, slightly mottled lesion (a metastasis) inside the liver, labelled 18."""
+    ls = d["liver_s"]
+    cx = liver_cx + d["f_offset"] * 0.38 * ls * np.cos(d["f_angle"])
+    cy = liver_cy + d["f_offset"] * 0.42 * ls * np.sin(d["f_angle"])
+    mottle = smooth_field(rng, cv.n, cv.size, 24, 6.0)
+    cov, (r, c) = cv.coverage(cx=cx, cy=cy, a=d["f_r"], b=d["f_r"] * 0.9, active=d["f_y"] > 0)
+    if cov.size == 0:
+        return
+    cov = cov * (cv.lab[:, r, c] == 6)
+    sub = cv.img[:, r, c]
+    value = d["liver_hu"][:, None, None] - d["f_hu"][:, None, None] + mottle[:, r, c]
+    sub += (value - sub) * cov
+    cv.img[:, r, c] = sub
+    lab = cv.lab[:, r, c]
+    lab[cov >= 0.5] = LIVER_LESION_LABEL
+    cv.lab[:, r, c] = lab
+
+
+FINDINGS: dict[str, Finding] = {
+    "chest": Finding(
+        "covid-pneumonia",
+        ("normal", "covid"),
+        CHEST_FINDING_LABEL,
+        "opacity",
+        True,
+        "bilateral, peripheral, lower-zone ground-glass opacities with consolidation at their "
+        "cores, of varied severity and extent (COVID-19 pneumonia) vs normal lungs; one class per "
+        "synthetic patient",
+        _chest_finding_draw,
+    ),
+    "abdomen": Finding(
+        "liver-lesion",
+        ("normal", "lesion"),
+        LIVER_LESION_LABEL,
+        "liver_lesion",
+        False,
+        "a hypodense liver lesion (25-55 HU below the liver, 1.5-4 cm) vs none; a slice is class "
+        "1 when it cuts the lesion through at least half its radius",
+        _liver_lesion_draw,
+    ),
+}
+
 # ----------------------------------------------------------------------------- registry
 
 SPECS: dict[str, PhantomSpec] = {
@@ -805,6 +953,52 @@ SPECS: dict[str, PhantomSpec] = {
 }
 
 
+@dataclass
+class LabelledPhantoms:
+    """A phantom set with a finding: images, anatomy masks, patients and class labels."""
+
+    images: np.ndarray  # (n, H, W) float32, source units
+    masks: np.ndarray  # (n, H, W) int16 anatomy labels (the finding has its own id)
+    patients: np.ndarray  # (n,) int64 synthetic patient index
+    y: np.ndarray  # (n,) int64 class index into ``classes``
+    classes: tuple[str, str]
+    finding: Finding
+
+
+def _generate(name, n, size, seed, finding=None):
+    if name not in SPECS:
+        raise UsageError(f"no phantom for preset {name!r}; choose one of {', '.join(SPECS)}")
+    if n < 1 or size < 8:
+        raise UsageError(f"phantoms need n >= 1 and size >= 8 (got n={n}, size={size})")
+    spec = SPECS[name]
+    root = np.random.SeedSequence([seed, sum(map(ord, name))])
+    # The third child feeds only findings: the first two (and so the plain phantom) are the same
+    # whether or not a finding is drawn.
+    param_seed, render_seed, finding_seed = root.spawn(3)
+    params = spec.draw(np.random.default_rng(param_seed), n, spec.slices_per_patient)
+    n_chunks = -(-n // CHUNK)
+    finding_chunks = None
+    if finding is not None:
+        kind, prevalence, strength = finding
+        f_param, f_render = finding_seed.spawn(2)
+        params.update(kind.draw(np.random.default_rng(f_param), params, prevalence, strength))
+        finding_chunks = f_render.spawn(n_chunks)
+    images = np.empty((n, size, size), dtype=np.float32)
+    labels = np.empty((n, size, size), dtype=np.int16)
+    chunk_seeds = render_seed.spawn(n_chunks)
+    for k, start in enumerate(range(0, n, CHUNK)):
+        stop = min(n, start + CHUNK)
+        part = {key: val[start:stop] for key, val in params.items()}
+        rng = np.random.default_rng(chunk_seeds[k])
+        if finding_chunks is None:
+            img, lab = spec.render(part, size, rng)
+        else:
+            img, lab = spec.render(part, size, rng, np.random.default_rng(finding_chunks[k]))
+        images[start:stop] = img
+        labels[start:stop] = lab
+    return images, labels, params
+
+
 def generate_phantoms(
     name: str, n: int, size: int, seed: int = 0, *, return_patients: bool = False
 ) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -813,23 +1007,36 @@ def generate_phantoms(
     Returns ``(images float32 (n, H, W) in source units, labels int16 (n, H, W))`` and, with
     ``return_patients``, the synthetic patient index of each slice (n,).
     """
-    if name not in SPECS:
-        raise UsageError(f"no phantom for preset {name!r}; choose one of {', '.join(SPECS)}")
-    if n < 1 or size < 8:
-        raise UsageError(f"phantoms need n >= 1 and size >= 8 (got n={n}, size={size})")
-    spec = SPECS[name]
-    root = np.random.SeedSequence([seed, sum(map(ord, name))])
-    param_seed, render_seed = root.spawn(2)
-    params = spec.draw(np.random.default_rng(param_seed), n, spec.slices_per_patient)
-    images = np.empty((n, size, size), dtype=np.float32)
-    labels = np.empty((n, size, size), dtype=np.int16)
-    chunk_seeds = render_seed.spawn(-(-n // CHUNK))
-    for k, start in enumerate(range(0, n, CHUNK)):
-        stop = min(n, start + CHUNK)
-        part = {key: val[start:stop] for key, val in params.items()}
-        img, lab = spec.render(part, size, np.random.default_rng(chunk_seeds[k]))
-        images[start:stop] = img
-        labels[start:stop] = lab
+    images, labels, params = _generate(name, n, size, seed)
     if return_patients:
         return images, labels, params["pid"].astype(np.int64)
     return images, labels
+
+
+def generate_labelled_phantoms(
+    name: str,
+    n: int,
+    size: int,
+    seed: int = 0,
+    *,
+    prevalence: float = 0.5,
+    strength: float = 1.0,
+) -> LabelledPhantoms:
+    """The phantom of preset ``name`` with its finding (see ``FINDINGS``) and a class per image.
+
+    ``prevalence``: the share of synthetic patients with the finding; ``strength``: its
+    visibility (0 invisible, 1 default, larger easier). Same seed, same images and labels.
+    """
+    if name not in FINDINGS:
+        have = ", ".join(FINDINGS)
+        raise UsageError(f"the {name} phantom has no labelled finding; phantoms with one: {have}")
+    if not 0.0 <= prevalence <= 1.0:
+        raise UsageError(f"prevalence must be in [0, 1], got {prevalence}")
+    if not (strength >= 0.0 and np.isfinite(strength)):
+        raise UsageError(f"finding strength must be a finite number >= 0, got {strength}")
+    kind = FINDINGS[name]
+    images, masks, params = _generate(name, n, size, seed, (kind, prevalence, strength))
+    return LabelledPhantoms(
+        images, masks, params["pid"].astype(np.int64), params["f_y"].astype(np.int64),
+        kind.classes, kind,
+    )

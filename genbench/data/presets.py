@@ -167,3 +167,18 @@ def get_preset(name: str) -> Preset:
         raise UsageError(
             f"unknown dataset preset {name!r}; choose one of {', '.join(PRESETS)}"
         ) from None
+
+
+# Where class labels (the utility experiment) come from, per preset. Kept out of ``Preset`` so
+# that the data fingerprints (which hash ``Preset.as_dict()``) of existing runs do not change.
+CLASS_LABELS: dict[str, str] = {
+    "chest": "phantom: normal vs covid (bilateral, peripheral, lower-zone ground-glass opacities "
+    "and consolidation; one class per synthetic patient); real: --labels folders "
+    "(DIR/<class>/**/*.png, e.g. COVID/ and Normal/) or --label-finding NAME (Data_Entry_2017.csv's "
+    "'Finding Labels': NAME vs 'No Finding', other images left out; the image cap applies per class)",
+    "heart": "phantom: none; real: --labels folders (DIR/<class>/ each in the ACDC layout)",
+    "pelvic": "phantom: none; real: --labels folders (DIR/<class>/<patient>/...)",
+    "abdomen": "phantom: normal vs lesion (a hypodense liver lesion; a slice is 'lesion' when it "
+    "cuts the lesion through at least half its radius); real: --labels folders "
+    "(DIR/<class>/ each in the BTCV layout)",
+}
