@@ -165,3 +165,33 @@ def test_ds_and_fds_results_carry_intervals() -> None:
     assert ci[0] <= f.value <= ci[1]
     assert f.params["ci_seed_level"].startswith("t-SNE seeds resampled")
     assert len(f.extra["embeddings"]) == 2
+
+
+def test_options_reach_the_metrics_through_the_pipeline_and_cli(tmp_path) -> None:
+    from genbench.cli import main
+    from genbench.imageset import ImageSet
+    from genbench.io import write_png_folder
+    from genbench.metrics.pipeline import EvalOptions, evaluate
+
+    rng = np.random.default_rng(4)
+    real = torch.from_numpy(np.tanh(rng.normal(size=(24, 1, 12, 12))).astype(np.float32))
+    synth = torch.from_numpy(np.tanh(1.5 * rng.normal(size=(24, 1, 12, 12))).astype(np.float32))
+    wide = evaluate(ImageSet(real), ImageSet(synth), EvalOptions(metrics=("ds",), bootstrap=60, device="cpu"))
+    narrow = evaluate(ImageSet(real), ImageSet(synth), EvalOptions(metrics=("ds",), bootstrap=60, ci=0.5,
+                                                                   device="cpu"))
+    w, n = wide.metrics["ds"], narrow.metrics["ds"]
+    np.testing.assert_array_equal(w.extra["bootstrap"], n.extra["bootstrap"])  # same replicates
+    assert w.ci[0] < n.ci[0] <= n.ci[1] < w.ci[1] and n.params["ci_level"] == 0.5
+    eps = evaluate(ImageSet(real), ImageSet(synth), EvalOptions(metrics=("ds",), ds_smoothing="epsilon",
+                                                                bootstrap=0, device="cpu"))
+    assert eps.metrics["ds"].params["estimator"] == "epsilon" and eps.metrics["ds"].ci is None
+    assert eps.metrics["ds"].value != w.value
+    write_png_folder(real, tmp_path / "r")
+    write_png_folder(synth, tmp_path / "s")
+    out = tmp_path / "m.json"
+    rc = main(["metrics", str(tmp_path / "r"), str(tmp_path / "s"), "--metrics", "ds", "--ci", "0.9",
+               "--bootstrap", "25", "--ds-smoothing", "epsilon", "--json", str(out), "-q"])
+    assert rc in (0, None)
+    entry = __import__("json").loads(out.read_text())["metrics"]["ds"]
+    assert entry["ci_level"] == 0.9 and len(entry["bootstrap"]) == 25 and entry["params"]["estimator"] == "epsilon"
+    assert entry["ci"][0] <= entry["value"] <= entry["ci"][1]
