@@ -182,6 +182,9 @@ def test_options_reach_the_metrics_through_the_pipeline_and_cli(tmp_path) -> Non
     w, n = wide.metrics["ds"], narrow.metrics["ds"]
     np.testing.assert_array_equal(w.extra["bootstrap"], n.extra["bootstrap"])  # same replicates
     assert w.ci[0] < n.ci[0] <= n.ci[1] < w.ci[1] and n.params["ci_level"] == 0.5
+    fds = evaluate(ImageSet(real), ImageSet(synth), EvalOptions(metrics=("fds",), bootstrap=30, fds_seeds=2,
+                                                                device="cpu")).metrics["fds"]
+    assert fds.ci is not None and fds.ci[0] <= fds.value <= fds.ci[1] and len(fds.extra["bootstrap"]) == 30
     eps = evaluate(ImageSet(real), ImageSet(synth), EvalOptions(metrics=("ds",), ds_smoothing="epsilon",
                                                                 bootstrap=0, device="cpu"))
     assert eps.metrics["ds"].params["estimator"] == "epsilon" and eps.metrics["ds"].ci is None

@@ -66,6 +66,11 @@ def test_tables_show_intervals_and_mark_significance() -> None:
     assert "†" not in next(line for line in build_table([not_sig], "md").splitlines() if line.startswith("| ddpm"))
     tex = build_table([sig], "latex")
     assert r"$^\dagger$" in tex and r"$\pm$" in tex and "half-width" in tex
+    lo, hi = sig["models"]["ddpm"]["metrics"]["metrics"]["fid"]["ci"]
+    from genbench.report.tables import decimals
+
+    d = decimals("fid")
+    assert f"{10:.{d}f} $\\pm$ {(hi - lo) / 2:.{d}f}" in tex
     js = json.loads(build_table([sig], "json"))
     assert js["blocks"][0]["rows"][0]["model"] == "wgan-gp"  # paper order; values unchanged
     # results without precomputed comparisons (replicates still embedded): computed on the fly

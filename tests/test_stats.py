@@ -141,3 +141,16 @@ def test_compare_to_best_direction_and_marker() -> None:
 def test_bootstrap_settings_rejected(kw: dict) -> None:
     with pytest.raises(UsageError):
         stats.Bootstrap(**kw)
+
+
+def test_compare_to_best_applies_holm_to_the_runner_up() -> None:
+    """Three rivals each at raw p = 0.03 (constructed: 2 of 99 centred differences reach the
+    observed one): significant alone, not after Holm over three comparisons (3 x 0.03 = 0.09)."""
+    z = np.linspace(-1.0, 1.0, 99)
+    best = (0.0, np.zeros(99))
+    rivals = {"b": (0.99, -z), "c": (0.995, -z), "d": (0.999, -z)}
+    alone = stats.compare_to_best("fid", {"a": best, "b": rivals["b"]}, direction=-1)
+    assert alone.p["b"] == pytest.approx(3 / 100) and alone.significant
+    crowd = stats.compare_to_best("fid", {"a": best, **rivals}, direction=-1)
+    assert crowd.runner_up == "b" and crowd.p["b"] == pytest.approx(0.03)
+    assert crowd.p_holm["b"] == pytest.approx(0.09) and not crowd.significant
