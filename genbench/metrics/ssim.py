@@ -13,6 +13,11 @@ and reduced to one number; tiles of images are compared block against block, sym
 once, with a running maximum per image. Memory is the images plus a bounded cache of per-block
 statistics, independent of N^2. CPU: compiled numba kernels (``_kernels.py``); other devices:
 the same algorithm on batched torch tiles.
+
+``nearest_ssim_cross`` is the same engine between two sets (each query image's maximum SSIM over
+a reference set, and which reference image attains it): the memorisation audit's "nearest
+training image". Same kernels, same per-pair arithmetic, so its values equal what
+``nearest_ssim`` would give for the same pair.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import itertools
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -117,7 +123,7 @@ def all_finite(arr: np.ndarray, chunk: int = 256) -> bool:
     return all(bool(np.isfinite(arr[i : i + chunk]).all()) for i in range(0, arr.shape[0], chunk))
 
 
-def _as_stack(images: np.ndarray | torch.Tensor, what: str) -> np.ndarray:
+def _as_stack(images: np.ndarray | torch.Tensor, what: str, min_n: int = 2) -> np.ndarray:
     """(N, 1, H, W) or (N, H, W) -> C-contiguous float32 (N, H, W), a view when possible."""
     if isinstance(images, torch.Tensor):
         arr = images.detach().to("cpu", torch.float32).numpy()
@@ -129,8 +135,9 @@ def _as_stack(images: np.ndarray | torch.Tensor, what: str) -> np.ndarray:
         arr = arr[:, 0]
     if arr.ndim != 3:
         raise InputError(f"expected images shaped (N, 1, H, W) or (N, H, W), got {arr.shape}", what)
-    if arr.shape[0] < 2:
-        raise InputError(f"nearest SSIM needs at least 2 images, got {arr.shape[0]}", what)
+    if arr.shape[0] < min_n:
+        raise InputError(f"nearest SSIM needs at least {min_n} image{'s' if min_n > 1 else ''}, "
+                         f"got {arr.shape[0]}", what)
     _check_size(arr.shape[1], arr.shape[2], what)
     if not all_finite(arr):
         raise InputError("images contain NaN or Inf values", what)
@@ -203,12 +210,7 @@ def nearest_ssim(
     """
     x = _as_stack(images, "nearest_ssim")
     dev = torch.device(device)
-    if engine == "auto":
-        engine = "numba" if dev.type == "cpu" else "torch"
-    if engine not in ("numba", "torch"):
-        raise UsageError(f"nearest_ssim: engine must be 'auto', 'numba' or 'torch', got {engine!r}")
-    if engine == "numba" and dev.type != "cpu":
-        raise UsageError("nearest_ssim: the numba engine runs on the CPU only; use device='cpu'")
+    engine = _resolve_engine(engine, dev, "nearest_ssim")
     n = x.shape[0]
     block = block or (64 if engine == "numba" else 32)
     if block < 1:
@@ -217,8 +219,8 @@ def nearest_ssim(
     tiles = _tiles(n, block)
     total = n * (n - 1) // 2
     done = 0
-    run_tile = _numba_runner(x, stats_cache_bytes) if engine == "numba" else _torch_runner(
-        x, dev, stats_cache_bytes
+    run_tile = _numba_runner(x, x, stats_cache_bytes) if engine == "numba" else _torch_runner(
+        x, x, dev, stats_cache_bytes
     )
     for i0, i1, j0, j1 in tiles:
         pa, pb = _tile_pairs(i0, i1, j0, j1)
@@ -234,30 +236,143 @@ def nearest_ssim(
     return best
 
 
-def _numba_runner(x: np.ndarray, cache_bytes: int) -> Callable[..., np.ndarray]:
+def _resolve_engine(engine: str, dev: torch.device, who: str) -> str:
+    if engine == "auto":
+        engine = "numba" if dev.type == "cpu" else "torch"
+    if engine not in ("numba", "torch"):
+        raise UsageError(f"{who}: engine must be 'auto', 'numba' or 'torch', got {engine!r}")
+    if engine == "numba" and dev.type != "cpu":
+        raise UsageError(f"{who}: the numba engine runs on the CPU only; use device='cpu'")
+    return engine
+
+
+def _cross_tiles(nq: int, nr: int, block_q: int, block_r: int) -> list[tuple[int, int, int, int]]:
+    """Tiles (i0, i1, j0, j1) covering every (query, reference) pair once.
+
+    Query blocks are the outer loop; the reference blocks are swept forwards for even query
+    blocks and backwards for odd ones, so that the blocks whose statistics the bounded cache still
+    holds (the most recently used) are the first ones needed by the next sweep.
+    """
+    q_edges = list(itertools.pairwise([*range(0, nq, block_q), nq]))
+    r_edges = list(itertools.pairwise([*range(0, nr, block_r), nr]))
+    out = []
+    for k, (i0, i1) in enumerate(q_edges):
+        for j0, j1 in (r_edges if k % 2 == 0 else r_edges[::-1]):
+            out.append((i0, i1, j0, j1))
+    return out
+
+
+def _cross_tile_pairs(ni: int, nj: int, sub: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """All (a, b) of an ni x nj tile, in sub x sub sub-blocks (as ``_tile_pairs`` orders them)."""
+    a, b = np.divmod(np.arange(ni * nj, dtype=np.int64), nj)
+    order = np.lexsort((b % sub, a % sub, b // sub, a // sub))
+    return a[order], b[order]
+
+
+def nearest_ssim_cross(
+    queries: np.ndarray | torch.Tensor,
+    refs: np.ndarray | torch.Tensor,
+    *,
+    device: str | torch.device = "cpu",
+    progress: Progress | None = None,
+    block: int | None = None,
+    query_block: int | None = None,
+    engine: str = "auto",
+    stats_cache_bytes: int = 1 << 30,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each query image's maximum SSIM over all reference images, and the index of that image.
+
+    Returns ``(values, index)``: float64 and int64 arrays of shape (N_queries,); on exact ties the
+    lowest reference index wins, whatever the tile order. Both sets are canonical (N, 1, H, W) or
+    (N, H, W) of one image size, at least one image each. The pair arithmetic is
+    ``nearest_ssim``'s (same kernels), so a value equals the within-set engine's for that pair.
+
+    ``block``: reference images per tile (default 64 numba, 32 torch); ``query_block``: query
+    images per tile (default 256 numba, 32 torch): one query block's statistics are computed once
+    and the reference blocks are swept past it, so the statistics of the reference set are
+    recomputed at most once per query block (fewer when ``stats_cache_bytes`` holds them).
+    Memory: both sets, one tile, and the bounded statistics cache; never N_q x N_r.
+    """
+    xq = _as_stack(queries, "nearest_ssim_cross (queries)", min_n=1)
+    xr = _as_stack(refs, "nearest_ssim_cross (references)", min_n=1)
+    if xq.shape[1:] != xr.shape[1:]:
+        raise InputError(f"query images are {xq.shape[1]}x{xq.shape[2]} but reference images are "
+                         f"{xr.shape[1]}x{xr.shape[2]}; SSIM needs one size", "nearest_ssim_cross")
+    dev = torch.device(device)
+    engine = _resolve_engine(engine, dev, "nearest_ssim_cross")
+    block = block or (64 if engine == "numba" else 32)
+    query_block = query_block or (256 if engine == "numba" else 32)
+    if block < 1 or query_block < 1:
+        raise UsageError(f"nearest_ssim_cross: block sizes must be >= 1, got {block}, {query_block}")
+    nq, nr = xq.shape[0], xr.shape[0]
+    best = np.full(nq, -np.inf, dtype=np.float64)
+    arg = np.full(nq, -1, dtype=np.int64)
+    total, done = nq * nr, 0
+    run_tile = (_numba_runner(xq, xr, stats_cache_bytes) if engine == "numba"
+                else _torch_runner(xq, xr, dev, stats_cache_bytes))
+    pair_cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+    for i0, i1, j0, j1 in _cross_tiles(nq, nr, query_block, block):
+        shape = (i1 - i0, j1 - j0)
+        if shape not in pair_cache:
+            pair_cache[shape] = _cross_tile_pairs(*shape)
+        pa, pb = pair_cache[shape]
+        vals = run_tile(i0, i1, j0, j1, pa, pb)
+        tile = np.empty(shape, np.float64)
+        tile[pa, pb] = vals
+        j = tile.argmax(axis=1)  # first maximum: the lowest index within the tile
+        v = tile[np.arange(shape[0]), j]
+        cur_v, cur_j = best[i0:i1], arg[i0:i1]
+        better = (v > cur_v) | ((v == cur_v) & (j + j0 < cur_j))
+        cur_v[better] = v[better]
+        cur_j[better] = j[better] + j0
+        done += pa.size
+        if progress is not None:
+            progress(done, total)
+    return best, arg
+
+
+def _caches(xa: Any, xb: Any, compute: Callable[[Any], Callable[[int, int], tuple]],
+            cache_bytes: int) -> tuple[_StatsCache, _StatsCache]:
+    """Statistics caches for the i side (``xa``) and the j side (``xb``) of the tiles.
+
+    Within one set both sides share one cache. Across two sets the i side (the outer loop: one
+    block at a time) keeps only its current block and the j side, swept once per i block, gets
+    the whole budget.
+    """
+    if xa is xb:
+        cache = _StatsCache(compute(xa), cache_bytes)
+        return cache, cache
+    return _StatsCache(compute(xa), 0), _StatsCache(compute(xb), cache_bytes)
+
+
+def _numba_runner(xa: np.ndarray, xb: np.ndarray, cache_bytes: int) -> Callable[..., np.ndarray]:
+    """Tile runner: SSIM of the pairs (xa[i0 + pa], xb[j0 + pb]); ``xa is xb`` within one set."""
     from genbench.metrics import _kernels
 
     w64 = gaussian_taps()
     w32 = w64.astype(np.float32)
 
-    def stats(i0: int, i1: int) -> tuple[np.ndarray, np.ndarray]:
-        shape = (i1 - i0, x.shape[1] - WIN + 1, x.shape[2] - WIN + 1)
-        mu = np.empty(shape, np.float32)
-        var = np.empty(shape, np.float32)
-        _kernels.image_stats(x[i0:i1], w64, mu, var)
-        return mu, var
+    def stats_of(x: np.ndarray) -> Callable[[int, int], tuple[np.ndarray, np.ndarray]]:
+        def stats(i0: int, i1: int) -> tuple[np.ndarray, np.ndarray]:
+            shape = (i1 - i0, x.shape[1] - WIN + 1, x.shape[2] - WIN + 1)
+            mu = np.empty(shape, np.float32)
+            var = np.empty(shape, np.float32)
+            _kernels.image_stats(x[i0:i1], w64, mu, var)
+            return mu, var
 
-    cache = _StatsCache(stats, cache_bytes)
+        return stats
+
+    cache_a, cache_b = _caches(xa, xb, stats_of, cache_bytes)
     out = np.empty(0, np.float64)
 
     def run(i0: int, i1: int, j0: int, j1: int, pa: np.ndarray, pb: np.ndarray) -> np.ndarray:
         nonlocal out
         if out.size < pa.size:  # one buffer reused by every tile
             out = np.empty(pa.size, np.float64)
-        mui, vari = cache.get(i0, i1)
-        muj, varj = cache.get(j0, j1)
+        mui, vari = cache_a.get(i0, i1)
+        muj, varj = cache_b.get(j0, j1)
         res = out[: pa.size]
-        _kernels.block_pairs(x[i0:i1], mui, vari, x[j0:j1], muj, varj, w32, C1, C2, pa, pb, res)
+        _kernels.block_pairs(xa[i0:i1], mui, vari, xb[j0:j1], muj, varj, w32, C1, C2, pa, pb, res)
         return res
 
     return run
@@ -286,25 +401,34 @@ def _torch_valid_filter(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return v
 
 
-def _torch_runner(x: np.ndarray, dev: torch.device, cache_bytes: int) -> Callable[..., np.ndarray]:
-    xt = torch.from_numpy(x).to(dev)
+def _torch_runner(xa: np.ndarray, xb: np.ndarray, dev: torch.device, cache_bytes: int,
+                  max_pairs: int = 1024) -> Callable[..., np.ndarray]:
+    """The numba runner's contract on torch tensors; ``max_pairs`` pairs' maps at a time."""
+    ta = torch.from_numpy(xa).to(dev)
+    tb = ta if xb is xa else torch.from_numpy(xb).to(dev)
     w64 = torch.from_numpy(gaussian_taps()).to(dev)
     w32 = w64.to(torch.float32)
-    cache = _StatsCache(lambda i0, i1: torch_image_stats(xt[i0:i1], w64), cache_bytes)
+
+    def stats_of(t: torch.Tensor) -> Callable[[int, int], tuple[torch.Tensor, torch.Tensor]]:
+        return lambda i0, i1: torch_image_stats(t[i0:i1], w64)
+
+    cache_a, cache_b = _caches(ta, tb, stats_of, cache_bytes)
 
     @torch.inference_mode()
     def run(i0: int, i1: int, j0: int, j1: int, pa: np.ndarray, pb: np.ndarray) -> np.ndarray:
-        mui, vari = cache.get(i0, i1)
-        muj, varj = cache.get(j0, j1)
-        ia = torch.from_numpy(pa).to(dev)
-        ib = torch.from_numpy(pb).to(dev)
-        xa, xb = xt[i0:i1][ia], xt[j0:j1][ib]
-        cross = _torch_valid_filter(xa * xb, w32)
-        ma, mb = mui[ia], muj[ib]
-        mab = ma * mb
-        num = (2 * mab + C1) * (2 * (cross - mab) + C2)
-        den = (ma * ma + mb * mb + C1) * (vari[ia] + varj[ib] + C2)
-        return (num / den).to(torch.float64).mean(dim=(-2, -1)).cpu().numpy()
+        mui, vari = cache_a.get(i0, i1)
+        muj, varj = cache_b.get(j0, j1)
+        out = np.empty(pa.size, np.float64)
+        for q0 in range(0, pa.size, max_pairs):
+            ia = torch.from_numpy(pa[q0 : q0 + max_pairs]).to(dev)
+            ib = torch.from_numpy(pb[q0 : q0 + max_pairs]).to(dev)
+            cross = _torch_valid_filter(ta[i0:i1][ia] * tb[j0:j1][ib], w32)
+            ma, mb = mui[ia], muj[ib]
+            mab = ma * mb
+            num = (2 * mab + C1) * (2 * (cross - mab) + C2)
+            den = (ma * ma + mb * mb + C1) * (vari[ia] + varj[ib] + C2)
+            out[q0 : q0 + ia.numel()] = (num / den).to(torch.float64).mean(dim=(-2, -1)).cpu().numpy()
+        return out
 
     return run
 
