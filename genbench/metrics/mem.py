@@ -54,11 +54,10 @@ import torch
 
 from genbench.errors import InputError, UsageError
 from genbench.metrics.result import MetricResult
-from genbench.metrics.ssim import Progress, SSIMSettings, nearest_ssim_cross
+from genbench.metrics.ssim import WIN, Progress, SSIMSettings, nearest_ssim_cross
 
 DEFAULT_QUANTILE = 0.99
 TOP_PAIRS = 8  # most similar synthetic-training pairs kept for the report figure
-BOOTSTRAP = 2000
 MEASURES = ("ssim", "pearson", "inception")
 CI_BOOTSTRAP = ("bootstrap over images (real and synthetic resampled, threshold recomputed per "
                 "replicate), percentile interval recentred on the estimate")
@@ -79,12 +78,27 @@ class Nearest:
 # Transforms of the training set.
 
 
-def parse_transforms(spec: str | None) -> tuple[str, ...]:
-    """'none' | comma list of 'flip', 'shiftK' -> the list of transforms searched, identity first.
+@dataclass(frozen=True)
+class Transform:
+    """A training image seen horizontally flipped (``flip``) and/or shifted by (dy, dx) pixels."""
 
-    'shiftK' means every integer translation (dy, dx) with |dy|, |dx| <= K except (0, 0).
+    flip: bool = False
+    dy: int = 0
+    dx: int = 0
+
+    @property
+    def name(self) -> str:
+        parts = (["flip"] if self.flip else []) + ([f"shift{self.dy:+d},{self.dx:+d}"]
+                                                    if (self.dy, self.dx) != (0, 0) else [])
+        return "+".join(parts) or "identity"
+
+
+def parse_transforms(spec: str | None) -> tuple[Transform, ...]:
+    """'none' | comma list of 'flip', 'shiftK' -> the transforms searched, identity first.
+
+    'shiftK' means every integer translation (dy, dx) with |dy|, |dx| <= K: (2K + 1)^2 views,
+    doubled by 'flip'. The search cost grows by the same factor.
     """
-    out = ["identity"]
     flip, shift = False, 0
     for raw in (spec or "none").split(","):
         item = raw.strip().lower()
@@ -99,35 +113,44 @@ def parse_transforms(spec: str | None) -> tuple[str, ...]:
         else:
             raise UsageError(f"--mem-transforms: unknown transform {raw.strip()!r}; "
                              "use none or a comma list of flip, shift1 .. shift8")
-    shifts = [(dy, dx) for dy in range(-shift, shift + 1) for dx in range(-shift, shift + 1)
-              if (dy, dx) != (0, 0)]
-    out += [f"shift{dy:+d},{dx:+d}" for dy, dx in shifts]
-    if flip:
-        out += ["flip"] + [f"flip+shift{dy:+d},{dx:+d}" for dy, dx in shifts]
-    return tuple(out)
+    offsets = sorted(((dy, dx) for dy in range(-shift, shift + 1) for dx in range(-shift, shift + 1)),
+                     key=lambda o: (o != (0, 0), abs(o[0]) + abs(o[1]), o))
+    return tuple(Transform(f, dy, dx) for f in ((False, True) if flip else (False,)) for dy, dx in offsets)
 
 
-def _shift(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
-    """Translate (..., H, W) by (dy, dx) pixels, replicating the edge into the uncovered border."""
-    h, w = x.shape[-2:]
-    rows = (torch.arange(h) - dy).clamp(0, h - 1)
-    cols = (torch.arange(w) - dx).clamp(0, w - 1)
-    return x[..., rows, :][..., cols]
+def margin(transforms: tuple[Transform, ...]) -> int:
+    """Pixels cropped from every border of the compared views: the largest shift."""
+    return max((max(abs(t.dy), abs(t.dx)) for t in transforms), default=0)
 
 
-def apply_transform(x: torch.Tensor, name: str) -> torch.Tensor:
-    """One named transform of ``parse_transforms`` applied to images (..., H, W)."""
-    if name == "identity":
+def query_view(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The central crop of (..., H, W) images that shifted views are compared on (all of it for k=0)."""
+    if k == 0:
         return x
-    if name.startswith("flip"):
+    return x[..., k:x.shape[-2] - k, k:x.shape[-1] - k].contiguous()
+
+
+def reference_view(x: torch.Tensor, t: Transform, k: int) -> torch.Tensor:
+    """Training images as a synthetic image would show them under ``t``, on the central crop.
+
+    An image shifted by (dy, dx), ``s[r, c] = x[r - dy, c - dx]``, has on rows/columns k .. H-k
+    exactly the pixels of ``x`` at rows/columns k-dy .. H-k-dy: cropped, not padded, so whatever
+    a generator put into the uncovered border never matters.
+    """
+    if t.flip:
         x = torch.flip(x, dims=(-1,))
-        name = name[len("flip"):].lstrip("+") or "identity"
-        if name == "identity":
-            return x.contiguous()
-    m = re.fullmatch(r"shift([+-]\d+),([+-]\d+)", name)
-    if m is None:
-        raise UsageError(f"unknown transform {name!r}")
-    return _shift(x, int(m.group(1)), int(m.group(2))).contiguous()
+    h, w = x.shape[-2:]
+    return x[..., k - t.dy:h - k - t.dy, k - t.dx:w - k - t.dx].contiguous()
+
+
+def display_view(x: torch.Tensor, t: Transform) -> torch.Tensor:
+    """A full-size training image under ``t`` for figures (edge pixels repeated into the border)."""
+    if t.flip:
+        x = torch.flip(x, dims=(-1,))
+    h, w = x.shape[-2:]
+    rows = (torch.arange(h) - t.dy).clamp(0, h - 1)
+    cols = (torch.arange(w) - t.dx).clamp(0, w - 1)
+    return x[..., rows, :][..., cols].contiguous()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,9 +167,13 @@ def _stack(x: Any) -> torch.Tensor:
 def _normalised(x: torch.Tensor) -> torch.Tensor:
     """Rows centred and scaled to unit norm (float64 arithmetic, float32 out); constant rows -> 0."""
     x = x.reshape(x.shape[0], -1).to(torch.float64)
+    # Exactly constant rows by max == min: their float64 mean need not equal the value exactly,
+    # and the rounding residue would normalise to a spurious non-zero vector.
+    constant = (x.amax(dim=1) == x.amin(dim=1))[:, None]
     x = x - x.mean(dim=1, keepdim=True)
     norm = x.norm(dim=1, keepdim=True)
-    return torch.where(norm > 0, x / norm.clamp_min(1e-300), torch.zeros_like(x)).to(torch.float32)
+    ok = ~constant & (norm > 0)
+    return torch.where(ok, x / torch.where(ok, norm, 1.0), 0.0).to(torch.float32)
 
 
 def nearest_pearson(queries: Any, refs: Any, *, device: str | torch.device = "cpu",
@@ -205,36 +232,42 @@ def nearest_feature_distance(queries: np.ndarray, refs: np.ndarray, *, block: in
     return dist, arg
 
 
-def _max_over_transforms(one: Callable[[torch.Tensor, Progress | None], tuple[np.ndarray, np.ndarray]],
-                         train: torch.Tensor, transforms: tuple[str, ...], n_queries: int,
+def _max_over_transforms(one: Callable[[torch.Tensor, torch.Tensor, Progress | None], tuple[np.ndarray, np.ndarray]],
+                         queries: torch.Tensor, train: torch.Tensor, transforms: tuple[Transform, ...],
                          progress: Progress | None) -> Nearest:
-    """Running maximum of ``one(transformed_train)`` over the transforms (first transform wins ties)."""
-    best = np.full(n_queries, -np.inf)
-    idx = np.full(n_queries, -1, dtype=np.int64)
-    which = np.zeros(n_queries, dtype=np.int64)
-    per = n_queries * train.shape[0]
-    for t, name in enumerate(transforms):
-        sub = None if progress is None else (lambda d, _tot, t=t: progress(t * per + d, per * len(transforms)))
-        v, j = one(apply_transform(train, name), sub)
+    """Running maximum of ``one(query_view, reference_view)`` over the transforms (the first
+    transform in the list wins ties)."""
+    n = queries.shape[0]
+    best = np.full(n, -np.inf)
+    idx = np.full(n, -1, dtype=np.int64)
+    which = np.zeros(n, dtype=np.int64)
+    k = margin(transforms)
+    q = query_view(queries, k)
+    per = n * train.shape[0]
+    for i, t in enumerate(transforms):
+        sub = None if progress is None else (
+            lambda d, _tot, i=i: progress(i * per + d, per * len(transforms)))
+        v, j = one(q, reference_view(train, t, k), sub)
         better = v > best
-        best[better], idx[better], which[better] = v[better], j[better], t
+        best[better], idx[better], which[better] = v[better], j[better], i
     return Nearest(best, idx, which)
 
 
 def nearest_training(images: Any, train: Any, *, measure: str = "ssim",
-                     transforms: tuple[str, ...] = ("identity",), device: str | torch.device = "cpu",
-                     progress: Progress | None = None) -> Nearest:
-    """Nearest training image of every image of ``images`` under ``measure`` ('ssim' or 'pearson')."""
+                     transforms: tuple[Transform, ...] = (Transform(),),
+                     device: str | torch.device = "cpu", progress: Progress | None = None) -> Nearest:
+    """Nearest training image of every image of ``images`` under ``measure`` ('ssim' or 'pearson'),
+    searched over the views ``transforms`` of the training images."""
     x, t = _stack(images), _stack(train)
     if measure == "ssim":
-        def one(ref: torch.Tensor, prog: Progress | None) -> tuple[np.ndarray, np.ndarray]:
-            return nearest_ssim_cross(x, ref, device=device, progress=prog)
+        def one(q: torch.Tensor, ref: torch.Tensor, prog: Progress | None) -> tuple[np.ndarray, np.ndarray]:
+            return nearest_ssim_cross(q, ref, device=device, progress=prog)
     elif measure == "pearson":
-        def one(ref: torch.Tensor, prog: Progress | None) -> tuple[np.ndarray, np.ndarray]:
-            return nearest_pearson(x, ref, device=device, progress=prog)
+        def one(q: torch.Tensor, ref: torch.Tensor, prog: Progress | None) -> tuple[np.ndarray, np.ndarray]:
+            return nearest_pearson(q, ref, device=device, progress=prog)
     else:
         raise UsageError(f"nearest_training: measure must be 'ssim' or 'pearson', got {measure!r}")
-    return _max_over_transforms(one, t, transforms, x.shape[0], progress)
+    return _max_over_transforms(one, x, t, transforms, progress)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -386,7 +419,7 @@ def _set_ci(result: MetricResult, ci: tuple[float, float] | None, method: str) -
 
 
 def audit(near_real: dict[str, Nearest], near_synth: dict[str, Nearest], *, synth: Any, train: Any,
-          transforms: tuple[str, ...], quantile: float = DEFAULT_QUANTILE, boot: Any = None,
+          transforms: tuple[Transform, ...], quantile: float = DEFAULT_QUANTILE, boot: Any = None,
           ci_level: float = 0.95, top_k: int = TOP_PAIRS) -> MetricResult:
     """The verdict from nearest-training similarities already computed (``nearest_training``).
 
@@ -413,7 +446,7 @@ def audit(near_real: dict[str, Nearest], near_synth: dict[str, Nearest], *, synt
         out = {
             "synth_index": [int(i) for i in idx],
             "train_index": [int(ssim_s.index[i]) for i in idx],
-            "transform": [transforms[int(ssim_s.transform[i])] for i in idx],
+            "transform": [transforms[int(ssim_s.transform[i])].name for i in idx],
             "ssim": [float(ssim_s.value[i]) for i in idx],
         }
         if pear_s is not None:
@@ -435,7 +468,8 @@ def audit(near_real: dict[str, Nearest], near_synth: dict[str, Nearest], *, synt
         "n_flagged": int(flagged.size),
         "median_ratio": by_measure["ssim"]["median_ratio"],
         "ci_binomial": list(main.ci_binomial),
-        "transforms": list(transforms),
+        "transforms": [t.name for t in transforms],
+        "compared_crop": margin(transforms),
         "by_measure": by_measure,
         "flagged": pairs(flagged),
         "top_pairs": pairs(top),
@@ -443,7 +477,7 @@ def audit(near_real: dict[str, Nearest], near_synth: dict[str, Nearest], *, synt
     }
     if pear_s is not None:
         params["pearson"] = "pixel Pearson correlation of the flattened images; constant images score 0"
-    top_train = [apply_transform(xt[int(ssim_s.index[i])], transforms[int(ssim_s.transform[i])]).numpy()
+    top_train = [display_view(xt[int(ssim_s.index[i])], transforms[int(ssim_s.transform[i])]).numpy()
                  for i in top]
     extra: dict[str, Any] = {
         "nearest_train_ssim_real": near_real["ssim"].value,
@@ -501,17 +535,21 @@ def compute_mem(
         boot = Bootstrap(seed=seed)
     t0 = time.perf_counter()
     facts = check_sets(real, synth, train)
-    names = parse_transforms(transforms)
+    views = parse_transforms(transforms)
     xr, xs, xt = _stack(real), _stack(synth), _stack(train)
+    k = margin(views)
+    if min(xr.shape[1:]) - 2 * k < WIN:
+        raise UsageError(f"--mem-transforms: shifts of {k} px leave a {xr.shape[1] - 2 * k}x"
+                         f"{xr.shape[2] - 2 * k} central crop; SSIM needs at least {WIN}x{WIN}")
     nr, ns, nt = xr.shape[0], xs.shape[0], xt.shape[0]
     measures = ("ssim", "pearson") if pearson else ("ssim",)
-    phase = _phases(progress, [nr * nt * len(names), ns * nt * len(names)] * len(measures))
+    phase = _phases(progress, [nr * nt * len(views), ns * nt * len(views)] * len(measures))
     near_r: dict[str, Nearest] = {}
     near_s: dict[str, Nearest] = {}
     for measure in measures:
-        near_r[measure] = nearest_training(xr, xt, measure=measure, transforms=names, device=device,
+        near_r[measure] = nearest_training(xr, xt, measure=measure, transforms=views, device=device,
                                            progress=next(phase))
-        near_s[measure] = nearest_training(xs, xt, measure=measure, transforms=names, device=device,
+        near_s[measure] = nearest_training(xs, xt, measure=measure, transforms=views, device=device,
                                            progress=next(phase))
     if inception is not None:
         fr, fs, ft = (np.asarray(f) for f in inception)
@@ -519,7 +557,7 @@ def compute_mem(
             raise InputError("mem: Inception features do not match the image sets")
         near_r["inception"] = inception_nearest(fr, ft)
         near_s["inception"] = inception_nearest(fs, ft)
-    result = audit(near_r, near_s, synth=xs, train=xt, transforms=names, quantile=quantile,
+    result = audit(near_r, near_s, synth=xs, train=xt, transforms=views, quantile=quantile,
                    boot=boot, top_k=top_k)
     result.params.update(facts)
     result.elapsed_s = time.perf_counter() - t0
