@@ -91,18 +91,29 @@ def test_ci_bootstrap_and_binomial() -> None:
     synth = np.concatenate([rng.uniform(0.4, 0.8, 70), rng.uniform(0.9, 1.0, 30)])
     boot = Bootstrap(replicates=400, seed=3)
     res = _audit(real, synth, boot)
-    lo, hi = res.params["ci"] if "ci" in res.params else res.ci
+    lo, hi = res.ci
     assert 0.0 <= lo <= res.value <= hi <= 1.0 and hi - lo < 0.3
-    assert "bootstrap" in res.params["ci_method"]
+    assert "bootstrap" in res.ci_method and "Clopper-Pearson" in res.ci_method
     assert len(res.extra["bootstrap"]) == 400
     blo, bhi = res.params["ci_binomial"]
     from scipy.stats import binomtest
 
     exact = binomtest(int(round(res.value * 100)), 100).proportion_ci(0.95, method="exact")
     assert (blo, bhi) == pytest.approx((exact.low, exact.high), abs=1e-9)
+    slo, shi = res.params["ci_bootstrap"]
+    assert (lo, hi) == (min(slo, blo), max(shi, bhi))
     off = _audit(real, synth, None)
-    assert (off.params["ci"] if "ci" in off.params else off.ci) == pytest.approx([blo, bhi])
-    assert "Clopper-Pearson" in off.params["ci_method"]
+    assert off.ci == pytest.approx((blo, bhi))
+    assert "Clopper-Pearson" in off.ci_method and "bootstrap" not in off.ci_method
+
+
+def test_ci_of_an_all_copies_set_is_not_a_point() -> None:
+    """Every resample of an all-flagged set is all flagged: the bootstrap interval is [1, 1];
+    the reported CI keeps the exact interval's lower bound (1 - 3.7/n at n = 100)."""
+    real = np.linspace(0.3, 0.8, 150)
+    res = _audit(real, np.full(100, 0.99), Bootstrap(replicates=200))
+    assert res.value == 1.0 and res.params["ci_bootstrap"] == [1.0, 1.0]
+    assert res.ci[1] == 1.0 and res.ci[0] == pytest.approx(0.025 ** (1 / 100), abs=1e-9)
 
 
 def test_replicates_recompute_the_threshold_from_resampled_real_values() -> None:

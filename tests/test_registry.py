@@ -77,7 +77,7 @@ def test_run_and_metrics_accept_the_same_metric_names(selector, monkeypatch, tmp
         main(["run", "--dataset", "pelvic", "--metrics", selector, "--out", str(tmp_path)])
     assert seen["run"] == REGISTRY.parse(selector)
 
-    def fake_evaluate(real, synth, options, progress=None):
+    def fake_evaluate(real, synth, options, progress=None, **_kw):
         seen["metrics"] = options.metrics
         raise SystemExit(0)
 

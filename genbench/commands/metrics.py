@@ -24,7 +24,8 @@ def _help() -> str:
         "Score SYNTH against REAL with every registered metric.\n\n"
         f"Metrics: {names}. Groups: {groups}.\n\n"
         "REAL and SYNTH are folders (read recursively) or single files: PNG/TIFF 8/16-bit, NPY/NPZ, "
-        "DICOM, NIfTI.\n\n"
+        "DICOM, NIfTI. With --train TRAIN (the generator's training images, read the same way) "
+        "mem, the memorisation audit, is computed too.\n\n"
         "Exit codes: 0 done; 1 internal error (or a metric failed); 2 bad input or usage "
         "(with --strict also: a requested metric unavailable)."
     )
@@ -136,6 +137,9 @@ def render_table(report: Any) -> Table:
 def metrics_command(
     real: Annotated[Path, typer.Argument(help="Folder or file of real images.", show_default=False)],
     synth: Annotated[Path, typer.Argument(help="Folder or file of synthetic images.", show_default=False)],
+    train: Annotated[Path | None, typer.Option(
+        "--train", help="Folder or file of the generator's training images (for mem, the "
+        "memorisation audit); read like REAL.", show_default=False)] = None,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto.")] = "auto",
     seed: Annotated[int | None, typer.Option(
         "--seed", help="Seed of IS shuffling and KID subsets (default: torch-fidelity's 2020), of FDS's t-SNE, "
@@ -184,8 +188,11 @@ def metrics_command(
 
     err = Console(stderr=True)
     out = Console()
+    if train is not None and not train.exists():
+        raise InputError("no such file or folder (--train)", str(train))
     sets = {}
     inputs = [("real", real), ("synth", synth)] + ([("floor-real", floor_real)] if floor_real else [])
+    inputs += [("train", train)] if train is not None else []
     for label, path in inputs:
         images = read_image_folder(path, resize=resize, skip_bad=skip_bad, hu_window=hu, value_range=vr,
                                    progress=not quiet)
@@ -195,8 +202,14 @@ def metrics_command(
                       highlight=False)
         sets[label] = images
 
+    if "train" in sets:
+        from genbench.metrics.mem import check_train
+
+        check_train(sets["real"], sets["train"])
     with rich_bars(err, not quiet) as progress:
         extra = {"floor_real": sets["floor-real"]} if "floor-real" in sets else {}
+        if "train" in sets:
+            extra["train"] = sets["train"]
         report = evaluate(sets["real"], sets["synth"], options, progress=progress, **extra)
 
     out.print(render_table(report))

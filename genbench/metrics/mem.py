@@ -14,8 +14,11 @@ returns its training images scores at the real-vs-real floor. ``mem`` compares t
    - ``inception``: minus the Euclidean distance of Inception-v3 pool3 features, when the caller
      has them (weights present); reported beside it, never required.
    With ``transforms`` the training set is searched also horizontally flipped (``flip``) and/or
-   translated by up to K pixels in each axis (``shiftK``, edges replicated): a copy of an augmented
-   view then counts as a copy. Each transform multiplies the cost; the default is none.
+   translated by every (dy, dx) with |dy|, |dx| <= K (``shiftK``): a copy of an augmented view
+   then counts as a copy. Shifted views are compared on the central (H - 2K) x (W - 2K) crop
+   (all measures, all views, REAL and SYNTH alike), which a shifted copy shares exactly with its
+   source whatever the generator put into the uncovered border. Each view multiplies the cost
+   (x2 for flip, x(2K + 1)^2 for shiftK); the default is none.
 2. **Calibration.** The held-out real images are new images from the real distribution: their
    nearest-training similarities say how close a *new* image comes to the training set. The
    threshold ``tau`` is their conformal ``quantile``: the k-th smallest of the n values with
@@ -25,14 +28,16 @@ returns its training images scores at the real-vs-real floor. ``mem`` compares t
    ``1 / (n + 1)`` below; this rate is reported as ``ideal_rate``.
 3. **Value.** ``value`` = fraction of synthetic images whose nearest-training SSIM exceeds
    ``tau`` (strictly): 0 is best, an ideal generator scores about ``ideal_rate``, a copier 1.
-   CI: the project's bootstrap over images (``genbench.stats``): real and synthetic images are
-   resampled, the threshold is recomputed from the resampled real values and the fraction from
-   the resampled synthetic ones; percentile interval recentred on the estimate. The replicates
-   are kept, so two models scored against one REAL get a paired test. Also recorded: the exact
-   binomial (Clopper-Pearson) interval at the fixed threshold (``ci_binomial``; the CI itself
-   when the bootstrap is off), the median ratio synthetic / real of the nearest-training SSIM,
-   the same verdict for the other measures (``by_measure``), and every flagged synthetic image
-   with its training partner (``flagged``).
+   CI (``ci_method``): the envelope of two intervals. The exact binomial (Clopper-Pearson)
+   interval over the synthetic images at the calibrated threshold (``ci_binomial``), and the
+   project's bootstrap over images (``genbench.stats``; ``ci_bootstrap``): real and synthetic
+   images resampled, the threshold recomputed from the resampled real values, percentile
+   interval recentred on the estimate. The bootstrap carries the threshold's own sampling error
+   but collapses at 0 and 1 (a set of copies resamples to a set of copies); the exact interval
+   does not. The bootstrap replicates are kept, so two models scored against one REAL get a
+   paired test. Without a bootstrap the CI is the exact interval. Also recorded: the median
+   ratio synthetic / real of the nearest-training SSIM, the same verdict for the other measures
+   (``by_measure``), and every flagged synthetic image with its training partner (``flagged``).
 
 Limits: similarity in pixels catches copies, noisy copies and (with ``transforms``) flipped and
 shifted copies; it does not catch a copy under a large deformation, a crop, or an intensity
@@ -61,6 +66,9 @@ TOP_PAIRS = 8  # most similar synthetic-training pairs kept for the report figur
 MEASURES = ("ssim", "pearson", "inception")
 CI_BOOTSTRAP = ("bootstrap over images (real and synthetic resampled, threshold recomputed per "
                 "replicate), percentile interval recentred on the estimate")
+CI_ENVELOPE = ("the envelope of the exact binomial (Clopper-Pearson) interval at the calibrated "
+               "threshold and the bootstrap over images (real and synthetic resampled, threshold "
+               "recomputed per replicate; percentile interval recentred on the estimate)")
 CI_BINOMIAL = ("exact binomial (Clopper-Pearson) over the synthetic images at the calibrated "
                "threshold (excludes the threshold's own sampling error)")
 
@@ -72,6 +80,13 @@ class Nearest:
     value: np.ndarray  # float64 (N,), higher = more similar
     index: np.ndarray  # int64 (N,), index into the training set
     transform: np.ndarray  # int64 (N,), index into the transform list ("identity" first)
+
+    def subset(self, rows: Any) -> Nearest:
+        rows = np.asarray(rows)
+        return Nearest(self.value[rows], self.index[rows], self.transform[rows])
+
+    def __len__(self) -> int:
+        return int(self.value.size)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -362,27 +377,25 @@ def _image_hashes(x: torch.Tensor) -> list[bytes]:
     return [hashlib.sha256(a.tobytes()).digest() for a in arr]
 
 
-def check_sets(real: Any, synth: Any, train: Any) -> dict[str, Any]:
-    """Refuse inputs that make the audit meaningless; returns facts worth recording.
+def check_train(real: Any, train: Any) -> dict[str, Any]:
+    """Refuse a TRAIN that makes the audit meaningless; returns facts worth recording.
 
     TRAIN must exist, hold images of REAL's size, and differ from REAL: with REAL's content equal
     to (or contained in) TRAIN, every held-out image has itself as nearest training image, the
-    threshold is 1 and nothing could ever be flagged.
+    threshold is 1 and nothing could ever be flagged. ``genbench metrics`` calls this as soon as
+    the sets are read, so that a bad --train is one error line, not an unavailable metric.
     """
     if train is None:
         raise UsageError("mem needs the training images: pass --train TRAIN (genbench run passes "
                          "its training split itself)")
-    xr, xs, xt = _stack(real), _stack(synth), _stack(train)
-    for label, x in (("--train", xt), ("REAL", xr), ("SYNTH", xs)):
+    xr, xt = _stack(real), _stack(train)
+    for label, x in (("--train", xt), ("REAL", xr)):
         if x.shape[0] < 1:
             raise InputError("mem: no images", label)
     if xt.shape[1:] != xr.shape[1:]:
         raise InputError(f"training images are {xt.shape[1]}x{xt.shape[2]} but REAL images are "
                          f"{xr.shape[1]}x{xr.shape[2]}; mem compares pixels, so sizes must match "
                          "(use --resize)", "--train")
-    if xs.shape[1:] != xr.shape[1:]:
-        raise InputError(f"synthetic images are {xs.shape[1]}x{xs.shape[2]} but REAL images are "
-                         f"{xr.shape[1]}x{xr.shape[2]}", "SYNTH")
     h_real, h_train = _image_hashes(xr), set(_image_hashes(xt))
     in_train = sum(h in h_train for h in h_real)
     if in_train == len(h_real):
@@ -391,6 +404,18 @@ def check_sets(real: Any, synth: Any, train: Any) -> dict[str, Any]:
                          "measure training images against themselves; pass a held-out set that is "
                          "not in the training set", "--train")
     return {"n_real_in_train": in_train}
+
+
+def check_sets(real: Any, synth: Any, train: Any) -> dict[str, Any]:
+    """``check_train`` plus SYNTH: at least one image, of REAL's size."""
+    facts = check_train(real, train)
+    xr, xs = _stack(real), _stack(synth)
+    if xs.shape[0] < 1:
+        raise InputError("mem: no images", "SYNTH")
+    if xs.shape[1:] != xr.shape[1:]:
+        raise InputError(f"synthetic images are {xs.shape[1]}x{xs.shape[2]} but REAL images are "
+                         f"{xr.shape[1]}x{xr.shape[2]}", "SYNTH")
+    return facts
 
 
 # ---------------------------------------------------------------------------------------------
@@ -433,6 +458,8 @@ def audit(near_real: dict[str, Nearest], near_synth: dict[str, Nearest], *, synt
     if "ssim" not in near_real or "ssim" not in near_synth:
         raise ValueError("audit: the ssim measure is required")
     xs, xt = _stack(synth), _stack(train)
+    if boot is not None and boot.enabled:
+        ci_level = boot.level
     verdicts = {m: calibrate(m, near_real[m].value, near_synth[m].value, quantile=quantile,
                              ci_level=ci_level)
                 for m in MEASURES if m in near_real and m in near_synth}
@@ -499,6 +526,13 @@ def audit(near_real: dict[str, Nearest], near_synth: dict[str, Nearest], *, synt
 
         reps = flagged_fraction_replicates(near_real["ssim"].value, ssim_s.value, quantile, boot)
         attach_ci(result, reps, boot, bounds=(0.0, 1.0), method=CI_BOOTSTRAP)
+        ci = result.ci if hasattr(result, "ci_method") else result.params.get("ci")
+        result.params["ci_bootstrap"] = None if ci is None else [float(ci[0]), float(ci[1])]
+        if ci is not None:
+            # A bootstrap of a proportion collapses at 0 and 1 (every resample of a set that is
+            # all copies is all copies); the exact interval does not. Report the envelope.
+            ci = (min(ci[0], main.ci_binomial[0]), max(ci[1], main.ci_binomial[1]))
+        _set_ci(result, ci, CI_ENVELOPE)
     else:
         _set_ci(result, main.ci_binomial, CI_BINOMIAL)
         result.params["ci_level"] = float(ci_level)
@@ -568,3 +602,95 @@ def inception_nearest(features: np.ndarray, train_features: np.ndarray) -> Neare
     """Nearest training image in Inception pool3 space, as a similarity (minus the distance)."""
     dist, idx = nearest_feature_distance(features, train_features)
     return Nearest(-dist, idx, np.zeros(len(idx), dtype=np.int64))
+
+
+# ---------------------------------------------------------------------------------------------
+# Registry entry point.
+
+
+def _inception_nearest_sets(ctx: Any, train: Any) -> tuple[Nearest, Nearest, str] | str:
+    """Nearest training image in pool3 space for REAL and SYNTH, or why not (weights absent)."""
+    from genbench.errors import WeightsUnavailableError
+    from genbench.metrics.inception import InceptionFeatureExtractor
+
+    opts = ctx.options
+    key = ("inception-extractor", str(opts.inception_weights), ctx.device)
+    try:
+        if key not in ctx.shared:
+            ctx.shared[key] = InceptionFeatureExtractor(opts.inception_weights, device=ctx.device,
+                                                        batch_size=opts.batch_size)
+    except WeightsUnavailableError:
+        return "Inception-v3 weights absent: pool3 distance not computed (pixel measures only)"
+    ext = ctx.shared[key]
+
+    def features(which: str) -> np.ndarray:
+        def compute(images: Any) -> Any:
+            with ctx.step(f"Inception features ({which})", len(images)) as step:
+                feats, _hit = ext.features(images.images, cache_dir=opts.cache_dir,
+                                           content_sha256=ctx.sha256(images), progress=step,
+                                           use_cache=opts.use_cache)
+            return feats
+
+        return ctx.per_image(("inception", ext.weights_sha256), which, compute).pool3
+
+    # Features are memoised per set; the nearest search in 2048-d is one matrix product (cheap).
+    ft = features("train")
+    return (inception_nearest(features("real"), ft), inception_nearest(features("synth"), ft),
+            ext.weights_sha256)
+
+
+def compute_mem_metric(ctx: Any) -> MetricResult:
+    """Registry entry: ``mem`` of ctx.synth against ctx.train, calibrated on ctx.real.
+
+    Nearest-training similarities are per-image quantities memoised per underlying set, so the
+    real-vs-real floor (rows of REAL) and later models scored against the same REAL and TRAIN
+    reuse REAL's; only each synthetic set is searched anew.
+    """
+    t0 = time.perf_counter()
+    opts = ctx.options
+    train = ctx.train
+    if train is None:
+        raise UsageError("mem needs the training images: pass --train TRAIN to genbench metrics "
+                         "(genbench run passes its training split itself)")
+    quantile = float(opts.mem_quantile)
+    if not 0.5 <= quantile < 1.0:
+        raise UsageError(f"--mem-quantile must be in [0.5, 1), got {quantile}")
+    views = parse_transforms(opts.mem_transforms)
+    facts = check_sets(ctx.real, ctx.synth, train)
+    xt = _stack(train)
+    k = margin(views)
+    if min(xt.shape[1:]) - 2 * k < WIN:
+        raise UsageError(f"--mem-transforms: shifts of {k} px leave a {xt.shape[1] - 2 * k}x"
+                         f"{xt.shape[2] - 2 * k} central crop; SSIM needs at least {WIN}x{WIN}")
+    sha_train = ctx.sha256(train)
+    nr, ns, nt = len(ctx.real), len(ctx.synth), len(train)
+    measures = ("ssim", "pearson")
+    sizes = {"real": nr, "synth": ns}
+    total = (nr + ns) * nt * len(views) * len(measures)
+    near: dict[str, dict[str, Nearest]] = {"real": {}, "synth": {}}
+    with ctx.step("Mem", total) as step:
+        offset = 0
+        for measure in measures:
+            for which in ("real", "synth"):
+                def search(images: Any, measure: str = measure, off: int = offset) -> Nearest:
+                    return nearest_training(images.images, xt, measure=measure, transforms=views,
+                                            device=ctx.device,
+                                            progress=lambda d, _t: step.absolute(off + d, total))
+
+                kind = ("mem-nearest", measure, sha_train, tuple(t.name for t in views))
+                near[which][measure] = ctx.per_image(kind, which, search)
+                offset += sizes[which] * nt * len(views)
+                step.absolute(offset, total)
+    inc = _inception_nearest_sets(ctx, train)
+    if isinstance(inc, tuple):
+        near["real"]["inception"], near["synth"]["inception"], inc_sha = inc
+        inception_note: dict[str, Any] = {"inception_weights_sha256": inc_sha}
+    else:
+        inception_note = {"inception": inc}
+    res = audit(near["real"], near["synth"], synth=ctx.synth, train=train, transforms=views,
+                quantile=quantile, boot=ctx.boot(), ci_level=float(opts.ci))
+    res.params.update(facts)
+    res.params.update(inception_note)
+    res.params["train_sha256"] = sha_train
+    res.elapsed_s = time.perf_counter() - t0
+    return res

@@ -92,6 +92,12 @@ class EvalOptions:
     ds_smoothing: str = field(default="laplace", metadata=cli(
         "--ds-smoothing", "DS estimator: 'laplace' (one pseudo-count per bin; DS <= ~ln(n + bins)) or "
         "'epsilon' (paper-compatible: 1e-10 per bin, the paper's scale)."))
+    mem_quantile: float = field(default=0.99, metadata=cli(
+        "--mem-quantile", "mem: flag a synthetic image whose nearest-training SSIM exceeds this "
+        "quantile of the held-out real images' (default 0.99)."))
+    mem_transforms: str = field(default="none", metadata=cli(
+        "--mem-transforms", "mem: also search training images flipped and/or shifted: none, or a "
+        "comma list of flip, shift1..shift8 (cost x2 for flip, x(2K+1)^2 for shiftK)."))
 
     def __post_init__(self) -> None:
         self.metrics = parse_metric_names(self.metrics)
@@ -105,6 +111,11 @@ class EvalOptions:
             raise UsageError("--fds-seeds must be >= 1")
         if self.kid_subset_size is not None and self.kid_subset_size < 2:
             raise UsageError("--kid-subset-size must be >= 2")
+        if not 0.5 <= self.mem_quantile < 1.0:
+            raise UsageError(f"--mem-quantile must be in [0.5, 1), got {self.mem_quantile}")
+        from genbench.metrics.mem import parse_transforms
+
+        parse_transforms(self.mem_transforms)
         if self.inception_backend not in ("genbench", "torch-fidelity"):
             raise UsageError("--inception-backend must be 'genbench' or 'torch-fidelity', "
                              f"got {self.inception_backend!r}")

@@ -201,6 +201,13 @@ _r(MetricSpec(
     compute="genbench.metrics.ds:compute_ds_metric",
     description="Diversity score (the paper's): KL between the real and synthetic histograms of each "
                 "image's nearest-neighbour SSIM within its own set; catches collapse and noise."))
+_r(MetricSpec(
+    name="mem", title="Mem (privacy)", direction=-1, family="train",
+    compute="genbench.metrics.mem:compute_mem_metric",
+    description="Memorisation audit: share of synthetic images closer (exact SSIM) to a training "
+                "image than the --mem-quantile of held-out real images are; ideal ~ 1 - quantile, "
+                "a copier 1. Needs the training set (--train; genbench run passes it).",
+    aliases=("memorisation", "memorization"), groups=("privacy",)))
 del _r
 
 
