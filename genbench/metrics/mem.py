@@ -694,3 +694,27 @@ def compute_mem_metric(ctx: Any) -> MetricResult:
     res.params["train_sha256"] = sha_train
     res.elapsed_s = time.perf_counter() - t0
     return res
+
+
+def save_top_pairs(result: MetricResult, path: Any) -> Any:
+    """Write the closest synthetic-training pairs of a ``mem`` result (the report figure's input)
+    to ``path`` (npz, atomically); returns the path, or None when the result has no pairs."""
+    import io
+
+    from genbench.io.atomic import atomic_write_bytes
+
+    extra = result.extra or {}
+    if result.status != "ok" or "top_pairs_synth" not in extra:
+        return None
+    top = result.params["top_pairs"]
+    buf = io.BytesIO()
+    np.savez_compressed(
+        buf,
+        synth=np.asarray(extra["top_pairs_synth"], dtype=np.float32),
+        train=np.asarray(extra["top_pairs_train"], dtype=np.float32),
+        ssim=np.asarray(top["ssim"], dtype=np.float64),
+        synth_index=np.asarray(top["synth_index"], dtype=np.int64),
+        train_index=np.asarray(top["train_index"], dtype=np.int64),
+        threshold=np.asarray(result.params["threshold"], dtype=np.float64),
+    )
+    return atomic_write_bytes(path, buf.getvalue())

@@ -4,6 +4,9 @@
 - ``tsne``: the joint t-SNE embedding behind FDS, real vs synthetic, one panel per model.
 - ``nearest_ssim``: histograms of nearest-neighbour SSIM (the DS inputs), real vs synthetic.
 - ``losses``: training-loss curves from each model's ``losses.jsonl``.
+- ``mem_histograms`` / ``mem_pairs``: the memorisation audit: nearest-training SSIM of held-out
+  real vs synthetic images with the threshold, and each model's closest synthetic-training pairs
+  (from ``<model>/mem_pairs.npz``).
 
 Each figure reads only files the run wrote, so ``genbench report`` can redraw them later. A
 figure whose inputs are missing (e.g. no FDS computed) is skipped, not faked.
@@ -225,3 +228,102 @@ def make_figures(root: Path, results: dict[str, Any]) -> list[Path]:
             for ext in ("png", "pdf"):  # a figure whose inputs are gone must not linger
                 (root / "figures" / f"{name}.{ext}").unlink(missing_ok=True)
     return written
+
+
+# --------------------------------------------------------------------------- memorisation (mem)
+
+MEM_PAIRS_FILE = "mem_pairs.npz"  # <model>/mem_pairs.npz: the closest synthetic-training pairs
+
+
+def _mem_entry(results: dict[str, Any], model: str) -> dict[str, Any]:
+    return ((results["models"][model].get("metrics") or {}).get("metrics") or {}).get("mem") or {}
+
+
+def _mem_title(model: str, entry: dict[str, Any]) -> str:
+    val, ci = entry.get("value"), entry.get("ci")
+    if val is None:
+        return model
+    text = f"{model}: {val:.1%} flagged"
+    return text + (f" [{ci[0]:.1%}, {ci[1]:.1%}]" if ci else "")
+
+
+def mem_pairs(root: Path, results: dict[str, Any]) -> Any | None:
+    """The most similar synthetic-training pairs of each model (synthetic above, training below)."""
+    rows = []
+    for m in _models(results):
+        p = root / m / MEM_PAIRS_FILE
+        if p.is_file():
+            with np.load(p, allow_pickle=False) as z:
+                rows.append((m, np.asarray(z["synth"]), np.asarray(z["train"]), np.asarray(z["ssim"]),
+                             np.asarray(z["train_index"]), float(z["threshold"])))
+    rows = [r for r in rows if len(r[1])]
+    if not rows:
+        return None
+    k = max(len(r[1]) for r in rows)
+    every = np.concatenate([np.concatenate([r[1], r[2]]).reshape(-1) for r in rows])
+    lo, hi = (float(v) for v in np.percentile(every, [0.5, 99.5]))
+    if hi <= lo:
+        lo, hi = -1.0, 1.0
+    plt = _plt()
+    fig, axes = plt.subplots(2 * len(rows), k, figsize=(k * 1.15, len(rows) * 2.55), squeeze=False)
+    for r, (m, synth, train, ssim, tidx, tau) in enumerate(rows):
+        for c in range(k):
+            for j, (imgs, label) in enumerate(((synth, "synthetic"), (train, "training"))):
+                ax = axes[2 * r + j, c]
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if c >= len(imgs):
+                    ax.axis("off")
+                    continue
+                ax.imshow(imgs[c], cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+                flagged = ssim[c] > tau
+                for s in ax.spines.values():
+                    s.set_color(SYNTH_COLOR if flagged else "#bbbbbb")
+                    s.set_linewidth(1.5 if flagged else 0.5)
+                if j == 0:
+                    ax.set_title(f"SSIM {ssim[c]:.3f}", fontsize=6.5,
+                                 color=SYNTH_COLOR if flagged else "#333333")
+                else:
+                    ax.set_xlabel(f"train #{int(tidx[c])}", fontsize=6)
+                if c == 0:
+                    ax.set_ylabel(f"{m}\n{label}" if j == 0 else label, fontsize=7)
+    fig.suptitle("memorisation: each model's most similar synthetic / training pairs (exact SSIM; "
+                 "red = above the held-out threshold)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def mem_histograms(root: Path, results: dict[str, Any]) -> Any | None:
+    """Nearest-training SSIM of held-out real vs synthetic images, with the flagging threshold."""
+    panels = []
+    for m in _models(results):
+        e = _mem_entry(results, m)
+        real, synth = e.get("nearest_train_ssim_real"), e.get("nearest_train_ssim_synth")
+        if e.get("status") == "ok" and real and synth:
+            panels.append((m, np.asarray(real), np.asarray(synth), float(e["params"]["threshold"]), e))
+    if not panels:
+        return None
+    plt = _plt()
+    nr, nc = _panel_grid(len(panels))
+    fig, axes = plt.subplots(nr, nc, figsize=(3.4 * nc, 2.8 * nr), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    lo = min(min(p[1].min(), p[2].min()) for p in panels)
+    hi = max(max(p[1].max(), p[2].max(), p[3]) for p in panels)
+    bins = np.linspace(lo, hi if hi > lo else lo + 1e-3, 40)
+    for ax, (m, real, synth, tau, e) in zip(axes.flat, panels):
+        ax.hist(real, bins=bins, alpha=0.55, color=REAL_COLOR, label="held-out real", density=True)
+        ax.hist(synth, bins=bins, alpha=0.55, color=SYNTH_COLOR, label="synthetic", density=True)
+        ax.axvline(tau, color="black", linestyle="--", linewidth=1,
+                   label=f"threshold (q={e['params'].get('quantile')})")
+        ax.set_title(_mem_title(m, e), fontsize=8.5)
+        ax.set_xlabel("SSIM to the nearest training image", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes.flat[0].legend(fontsize=6.5)
+    fig.suptitle("memorisation: nearest-training SSIM, held-out real vs synthetic", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+FIGURES["mem_pairs"] = mem_pairs
+FIGURES["mem_histograms"] = mem_histograms

@@ -93,6 +93,12 @@ CAPTIONS = {
     "tsne": "Joint t-SNE embedding of real and synthetic images (the FDS input).",
     "nearest_ssim": "Nearest-neighbour SSIM within each set (the DS input): real vs synthetic.",
     "losses": "Training losses as logged by the engine.",
+    "mem_histograms": "Memorisation (mem): SSIM of each held-out real and each synthetic image to its "
+                      "nearest training image; synthetic images right of the dashed threshold (a high "
+                      "quantile of the held-out values) are flagged as copies.",
+    "mem_pairs": "Memorisation (mem): each model's most similar synthetic / training pairs; a red frame "
+                 "marks a pair above the threshold. Pixel similarity misses copies under large "
+                 "deformations.",
 }
 
 
