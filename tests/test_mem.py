@@ -216,3 +216,34 @@ def test_bad_input_is_one_clear_error() -> None:
     # A partial overlap is allowed and recorded.
     res = compute_mem(real, synth, torch.cat([train, real[:2]]), boot=None)
     assert res.params["n_real_in_train"] == 2
+
+
+# ------------------------------------------------------------------------------- the blind spot
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_mem_catches_what_ds_and_fds_cannot(name: str) -> None:
+    """A generator that returns whole training patients (exact copies) looks like new real data
+    to DS and FDS, which compare with the held-out set: both stay at the real-vs-real floor (the
+    margins of tests/test_metrics_on_phantoms.py). mem, which compares with TRAIN, flags it."""
+    from genbench.metrics.ds import compute_ds
+    from genbench.metrics.fds import compute_fds
+
+    prepared = prepare_dataset(name, size=32, n=960, seed=0, use_cache=False)
+    train, test = prepared.train.images, prepared.test.images
+    held = np.array([s.split(":")[0] for s in prepared.test.sources])
+    ids = np.unique(held)
+    calib = torch.from_numpy(np.isin(held, ids[::2]))
+    real, fresh = test[calib], test[~calib]
+    # The copier reproduces the set's structure too: as many whole patients as FRESH has.
+    owners = np.array([s.split(":")[0] for s in prepared.train.sources])
+    picked = np.random.default_rng(0).choice(np.unique(owners), len(ids[1::2]), replace=False)
+    copies = train[torch.from_numpy(np.isin(owners, picked))]
+
+    ds_floor, ds_copy = compute_ds(real, fresh).value, compute_ds(real, copies).value
+    fds_floor, fds_copy = (compute_fds(real, s, seeds=(0,)).value for s in (fresh, copies))
+    assert ds_copy < ds_floor + 0.25 and ds_copy < 0.6, (ds_floor, ds_copy)
+    assert fds_copy < 2.0 and fds_floor < 2.0, (fds_floor, fds_copy)
+    fast = Bootstrap(replicates=100)
+    assert compute_mem(real, copies, train, boot=fast).value >= 0.9
+    assert compute_mem(real, fresh, train, boot=fast).value <= 0.05
