@@ -15,7 +15,7 @@ default), this measures:
 
     python benchmarks/bench_mem.py                          # loop 30 x 30, engines 240 x 240
     python benchmarks/bench_mem.py --loop-n 20 --engine-n 160 --size 128
-    python benchmarks/bench_mem.py --memory-q 5500 --memory-r 4400 --memory-tiles 3
+    python benchmarks/bench_mem.py --memory-q 5500 --memory-r 4400 --memory-only
     python benchmarks/bench_mem.py --device cuda            # the torch engine on a GPU
 """
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import resource
 import sys
 import time
 from datetime import UTC, datetime
@@ -63,10 +62,30 @@ class _Stop(Exception):
     pass
 
 
+def _rss_gib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 2**20
+    return float("nan")
+
+
 def memory_check(nq: int, nr: int, size: int, tiles: int, device: str) -> None:
+    """RSS sampled every 20 ms while the engine runs, against the RSS just before it (the images
+    are built first; their temporaries do not count)."""
+    import threading
+
     q = make_images_fast(nq, size)
-    r = make_images_fast(nr, size)[::-1].copy()
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    r = make_images_fast(nr, size)  # the same generator: r repeats q's first images (no matter)
+    base = _rss_gib()
+    peak = [base]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], _rss_gib())
+            time.sleep(0.02)
+
     seen = {"tiles": 0}
 
     def prog(done: int, total: int) -> None:
@@ -74,16 +93,19 @@ def memory_check(nq: int, nr: int, size: int, tiles: int, device: str) -> None:
         if seen["tiles"] >= tiles:
             raise _Stop
 
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     t0 = time.perf_counter()
     try:
         nearest_ssim_cross(q, r, progress=prog, device=device)
     except _Stop:
         pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    stop.set()
+    sampler.join()
     print(f"memory: {nq} x {nr} at {size}x{size}: images {(q.nbytes + r.nbytes) / 2**30:.2f} GiB, "
-          f"process peak RSS {peak:.2f} GiB (before the engine {base:.2f} GiB) after "
-          f"{seen['tiles']} tiles in {time.perf_counter() - t0:.1f} s; a {nq} x {nr} float64 "
-          f"similarity matrix would be {nq * nr * 8 / 2**30:.1f} GiB")
+          f"RSS {base:.2f} GiB before the engine, peak {peak[0]:.2f} GiB while it ran "
+          f"(+{peak[0] - base:.2f} GiB: statistics cache, capped at 1 GiB, and one tile; no "
+          f"N_q x N_r array) over {seen['tiles']} tiles in {time.perf_counter() - t0:.1f} s")
 
 
 def main() -> None:
@@ -98,13 +120,21 @@ def main() -> None:
     ap.add_argument("--memory-q", type=int, default=0)
     ap.add_argument("--memory-r", type=int, default=0)
     ap.add_argument("--memory-tiles", type=int, default=3)
+    ap.add_argument("--memory-only", action="store_true", help="only the memory measurement")
     ap.add_argument("--paper-q", type=int, default=5500, help="synthetic images for the projection")
     ap.add_argument("--paper-r", type=int, default=4400, help="training images for the projection")
     ap.add_argument("--paper-real", type=int, default=1100, help="held-out images for the projection")
     args = ap.parse_args()
 
     print(f"# bench_mem  {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  {platform.processor() or platform.machine()}"
-          f"  python {sys.version.split()[0]}  device {args.device}")
+          f"  python {sys.version.split()[0]}  device {args.device}  load average "
+          f"{' '.join(f'{v:.1f}' for v in __import__('os').getloadavg())}")
+    if args.memory_q and args.memory_r:
+        # First, so that the process's peak RSS is this measurement's alone.
+        nearest_ssim_cross(make_images(2, 16), make_images(2, 16), device=args.device)
+        memory_check(args.memory_q, args.memory_r, args.size, args.memory_tiles, args.device)
+        if args.memory_only:
+            return
     n = args.engine_n
     x = make_images(n + args.loop_n, args.size)
     nearest_ssim(x[:3], device=args.device)
@@ -160,8 +190,6 @@ def main() -> None:
         print(f"projection: {pq:,} synthetic + {pre:,} held-out x {pr:,} training images = {total:,} pairs: "
               f"SSIM {ssim_s / 60:.1f} min + Pearson {pear_s / 60:.1f} min at the rates above "
               f"(the held-out side is searched once per dataset and reused by every model)")
-    if args.memory_q and args.memory_r:
-        memory_check(args.memory_q, args.memory_r, args.size, args.memory_tiles, args.device)
 
 
 if __name__ == "__main__":
