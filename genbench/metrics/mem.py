@@ -688,7 +688,7 @@ def compute_mem_metric(ctx: Any) -> MetricResult:
     else:
         inception_note = {"inception": inc}
     res = audit(near["real"], near["synth"], synth=ctx.synth, train=train, transforms=views,
-                quantile=quantile, boot=ctx.boot(), ci_level=float(opts.ci))
+                quantile=quantile, boot=ctx.boot, ci_level=float(opts.ci))
     res.params.update(facts)
     res.params.update(inception_note)
     res.params["train_sha256"] = sha_train
