@@ -1,0 +1,127 @@
+"""The machine Turing test (classifier two-sample test) on phantoms: behaviour, not numbers.
+
+Small on purpose (16 px, 60 images per class, 5 folds): one cross-validation trains five tiny
+networks in a few seconds on one core.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from turing_helpers import noisy, phantom_set
+
+from genbench.errors import InputError, UsageError
+from genbench.imageset import ImageSet
+from genbench.metrics import c2st as c2st_mod
+from genbench.metrics.c2st import C2STConfig, balanced_folds, c2st, c2st_images
+from genbench.turing.stats import clopper_pearson
+
+SIZE, N = 16, 60
+
+
+@pytest.fixture(scope="module")
+def halves():
+    """Two disjoint random halves of one phantom set (the same patients in both)."""
+    pool = phantom_set(2 * N, size=SIZE, seed=11).images
+    perm = torch.randperm(2 * N, generator=torch.Generator().manual_seed(0))
+    return pool[perm[:N]], pool[perm[N:]]
+
+
+def test_real_vs_real_is_indistinguishable(halves):
+    a, b = halves
+    res = c2st_images(a, b, seed=0)
+    lo, hi = res.accuracy.ci
+    assert lo <= 0.5 <= hi, (res.accuracy, res.fold_accuracies)
+    assert res.accuracy.n == 2 * N and res.n_per_class == N
+    assert res.accuracy.ci == clopper_pearson(res.accuracy.k, 2 * N)
+    assert res.p_binomial > 0.05
+
+
+def test_real_vs_noisy_is_told_apart(halves):
+    a, _ = halves
+    synth = noisy(phantom_set(N, size=SIZE, seed=12), 0.3).images
+    res = c2st_images(a, synth, seed=0)
+    assert res.accuracy.value >= 0.95
+    assert res.sensitivity.value >= 0.9 and res.specificity.value >= 0.9
+    assert res.auc[0] >= 0.95
+    # Definitions: positive = synthetic, call = P(synthetic) > 0.5, every image predicted once.
+    p, y = res.probabilities, res.labels
+    assert len(p) == 2 * N and set(np.unique(y)) == {0, 1}
+    assert res.sensitivity.value == pytest.approx(np.mean(p[y == 1] > 0.5))
+    assert res.specificity.value == pytest.approx(np.mean(p[y == 0] <= 0.5))
+    assert res.accuracy.value == pytest.approx(np.mean((p > 0.5) == (y == 1)))
+
+
+def test_permutation_p_value(halves):
+    a, b = halves
+    cfg = C2STConfig(folds=3, epochs=3, permutations=4)
+    synth = noisy(phantom_set(N, size=SIZE, seed=12), 0.3).images
+    res = c2st_images(a[:30], synth[:30], cfg, seed=1)
+    assert len(res.permutation_accuracies) == 4
+    # Labels shuffled at random carry no signal: the networks stay near chance.
+    assert max(res.permutation_accuracies) < 0.8 <= res.accuracy.value
+    assert res.p_permutation == pytest.approx(1 / 5)  # the smallest p with 4 permutations
+    null = c2st_images(a[:30], b[:30], cfg, seed=1)
+    count = sum(x >= null.accuracy.value for x in null.permutation_accuracies)
+    assert null.p_permutation == pytest.approx((1 + count) / 5)
+
+
+def test_deterministic_for_a_seed(halves):
+    a, b = halves
+    synth = noisy(phantom_set(N, size=SIZE, seed=12), 0.05).images
+    cfg = C2STConfig(epochs=2)
+    threads = torch.get_num_threads()
+    r1 = c2st_images(a, synth, cfg, seed=3)
+    r2 = c2st_images(a, synth, cfg, seed=3)
+    np.testing.assert_array_equal(r1.probabilities, r2.probabilities)
+    r3 = c2st_images(a, synth, cfg, seed=4)
+    assert not np.array_equal(r1.probabilities, r3.probabilities)
+    assert torch.get_num_threads() == threads  # restored after the single-threaded training
+
+
+def test_balanced_folds():
+    rng = np.random.default_rng(0)
+    fold = balanced_folds(23, 5, rng)
+    assert fold.shape == (46,)
+    for j in range(5):
+        real, synth = np.sum(fold[:23] == j), np.sum(fold[23:] == j)
+        assert real == synth and real in (4, 5)
+    with pytest.raises(InputError):
+        balanced_folds(3, 5, rng)
+
+
+def test_size_matching_and_held_out_predictions(monkeypatch, halves):
+    a, b = halves
+    seen: list[tuple[np.ndarray, np.ndarray]] = []
+    real_train_predict = c2st_mod._train_predict
+
+    def spy(x, y, train, test, cfg, seed, device):
+        seen.append((train.copy(), test.copy()))
+        assert len(set(train) & set(test)) == 0  # never trained on what it predicts
+        return real_train_predict(x, y, train, test, cfg, seed, device)
+
+    monkeypatch.setattr(c2st_mod, "_train_predict", spy)
+    res = c2st_images(a[:40], b[:25], C2STConfig(epochs=1), seed=0)
+    assert res.n_per_class == 25 and res.n_real == 40 and res.n_synth == 25
+    tested = np.concatenate([t for _, t in seen])
+    assert sorted(tested.tolist()) == list(range(50))  # each image predicted exactly once
+    for train, test in seen:
+        # balanced folds: as many real (rows < 25) as synthetic rows in train and test
+        assert np.sum(test < 25) == np.sum(test >= 25)
+        assert np.sum(train < 25) == np.sum(train >= 25)
+
+
+def test_errors_and_metric_result(halves):
+    a, b = halves
+    with pytest.raises(InputError, match="at least 10 images per set"):
+        c2st_images(a[:9], b, seed=0)
+    with pytest.raises(InputError, match="one size"):
+        c2st_images(a, torch.zeros(20, 1, 8, 8), seed=0)
+    with pytest.raises(UsageError):
+        C2STConfig(folds=1)
+    r = c2st(ImageSet(a[:20]), ImageSet(b[:20]), C2STConfig(epochs=1), seed=0)
+    assert r.name == "c2st" and r.status == "ok"
+    assert r.value == pytest.approx(r.params["accuracy"]["value"])
+    assert r.params["ci"] == pytest.approx(list(clopper_pearson(r.params["accuracy"]["k"], 40)))
+    assert r.params["folds"] == 5 and r.params["method"] == "c2st-cnn/1"
