@@ -125,3 +125,36 @@ def test_errors_and_metric_result(halves):
     assert r.value == pytest.approx(r.params["accuracy"]["value"])
     assert r.params["ci"] == pytest.approx(list(clopper_pearson(r.params["accuracy"]["k"], 40)))
     assert r.params["folds"] == 5 and r.params["method"] == "c2st-cnn/1"
+
+
+def test_definitions_with_a_fixed_classifier(monkeypatch, halves):
+    """Bookkeeping against hand counts: a 'classifier' that calls every image synthetic except
+    the first real row of each fold: sensitivity 1, specificity 4 folds x 1 / 20."""
+    a, b = halves
+
+    def fixed(x, y, train, test, cfg, seed, device):
+        p = np.full(len(test), 0.9)
+        real_rows = np.flatnonzero(test < 20)
+        p[real_rows[:1]] = 0.1
+        return p
+
+    monkeypatch.setattr(c2st_mod, "_train_predict", fixed)
+    res = c2st_images(a[:20], b[:20], C2STConfig(folds=4), seed=0)
+    assert res.sensitivity.value == 1.0
+    assert res.specificity.value == pytest.approx(4 / 20)
+    assert res.accuracy.value == pytest.approx(24 / 40)
+    assert (res.sensitivity.k, res.sensitivity.n, res.specificity.k, res.specificity.n) == (20, 20, 4, 20)
+    assert res.fold_accuracies == pytest.approx([6 / 10] * 4)
+
+
+def test_prediction_does_not_depend_on_the_batch(halves):
+    """Each image's probability is the same whether it is predicted alone or with others
+    (the network predicts with fixed statistics, not those of the test batch)."""
+    a, b = halves
+    x = torch.cat([a[:20], b[:20]])
+    y = torch.cat([torch.zeros(20), torch.ones(20)])
+    train = np.r_[np.arange(0, 15), np.arange(20, 35)]
+    cfg = C2STConfig(epochs=2)
+    together = c2st_mod._train_predict(x, y, train, np.r_[15:20, 35:40], cfg, 5, "cpu")
+    alone = c2st_mod._train_predict(x, y, train, np.array([15]), cfg, 5, "cpu")
+    assert alone[0] == pytest.approx(together[0], abs=1e-6)
