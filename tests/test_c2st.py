@@ -123,7 +123,8 @@ def test_errors_and_metric_result(halves):
     r = c2st(ImageSet(a[:20]), ImageSet(b[:20]), C2STConfig(epochs=1), seed=0)
     assert r.name == "c2st" and r.status == "ok"
     assert r.value == pytest.approx(r.params["accuracy"]["value"])
-    assert r.params["ci"] == pytest.approx(list(clopper_pearson(r.params["accuracy"]["k"], 40)))
+    assert r.ci == pytest.approx(clopper_pearson(r.params["accuracy"]["k"], 40))
+    assert r.to_json()["ci_level"] == 0.95 and "Clopper-Pearson" in r.ci_method
     assert r.params["folds"] == 5 and r.params["method"] == "c2st-cnn/1"
 
 
@@ -158,3 +159,58 @@ def test_prediction_does_not_depend_on_the_batch(halves):
     together = c2st_mod._train_predict(x, y, train, np.r_[15:20, 35:40], cfg, 5, "cpu")
     alone = c2st_mod._train_predict(x, y, train, np.array([15]), cfg, 5, "cpu")
     assert alone[0] == pytest.approx(together[0], abs=1e-6)
+
+
+def test_through_the_registry_with_floor_and_cli(tmp_path, capsys):
+    import json
+
+    import genbench
+    from genbench.cli import main
+    from genbench.io import write_png_folder
+
+    real = phantom_set(2 * N, size=SIZE, seed=11)
+    synth = noisy(phantom_set(N, size=SIZE, seed=12), 0.3)
+    report = genbench.evaluate(real, synth, metrics="machine-turing", floor=True, c2st_epochs=4)
+    r = report.metrics["c2st"]
+    assert r.status == "ok" and r.value >= 0.95 and r.ci is not None
+    assert r.params["epochs"] == 4 and r.params["n_per_class"] == N
+    assert r.extra["bootstrap"].shape == (1000,)  # held-out replicates for the paired model test
+    f = report.floor["c2st"]  # the real-vs-real floor at the same set size
+    assert f.status == "ok" and f.ci[0] <= 0.5 <= f.ci[1]
+    # Too few images: 'unavailable' with the reason, the other metrics unaffected.
+    small = genbench.evaluate(real.subset(list(range(6))), synth.subset(list(range(6))),
+                              metrics="c2st")
+    assert small.metrics["c2st"].status == "unavailable"
+    assert "at least 10 images per set" in small.metrics["c2st"].reason
+    # The CLI options reach the metric.
+    write_png_folder(real.subset(list(range(N))), tmp_path / "r", bit_depth=16)
+    write_png_folder(synth, tmp_path / "s", bit_depth=16)
+    rc = main(["metrics", str(tmp_path / "r"), str(tmp_path / "s"), "--metrics", "c2st",
+               "--c2st-epochs", "2", "--c2st-folds", "3", "--json", str(tmp_path / "m.json"), "-q"])
+    assert rc == 0, capsys.readouterr().err
+    doc = json.loads((tmp_path / "m.json").read_text())["metrics"]["c2st"]
+    assert doc["params"]["folds"] == 3 and doc["params"]["epochs"] == 2 and doc["ci"] is not None
+    rc = main(["metrics", str(tmp_path / "r"), str(tmp_path / "s"), "--metrics", "c2st",
+               "--c2st-folds", "1"])
+    assert rc == 2 and "--c2st-folds" in capsys.readouterr().err
+
+
+def test_held_out_replicates_for_paired_tests(monkeypatch, halves):
+    """Replicates resample the real and the synthetic held-out calls on the streams the paired
+    model test shares; checked against a direct computation with genbench.stats' indices."""
+    from genbench.stats import REAL, SYNTH, Bootstrap, resample
+
+    a, b = halves
+
+    def fixed(x, y, train, test, cfg, seed, device):
+        return np.where(test % 3 == 0, 0.8, 0.2)  # some right, some wrong, in both classes
+
+    monkeypatch.setattr(c2st_mod, "_train_predict", fixed)
+    res = c2st_images(a[:20], b[:20], C2STConfig(folds=4), seed=0)
+    boot = Bootstrap(replicates=50, seed=7)
+    reps = c2st_mod.held_out_replicates(res, boot)
+    right = (res.probabilities > 0.5) == (res.labels == 1)
+    for i in (0, 17, 49):
+        ir, is_ = resample(20, 7, i, REAL), resample(20, 7, i, SYNTH)
+        assert reps[i] == pytest.approx((right[:20][ir].mean() + right[20:][is_].mean()) / 2)
+    assert abs(reps.mean() - res.accuracy.value) < 0.05

@@ -56,10 +56,13 @@ import torch
 from torch import nn
 
 from genbench.errors import InputError, UsageError
+from genbench.metrics.result import MetricResult
 
-__all__ = ["C2STConfig", "C2STResult", "C2STNet", "balanced_folds", "c2st", "c2st_images"]
+__all__ = ["C2STConfig", "C2STNet", "C2STResult", "balanced_folds", "c2st", "c2st_images",
+           "compute_c2st"]
 
 METHOD = "c2st-cnn/1"
+CI_METHOD = "exact binomial (Clopper-Pearson) over the held-out calls"
 
 
 @dataclass(frozen=True)
@@ -293,26 +296,55 @@ def c2st_images(real: torch.Tensor, synth: torch.Tensor, config: C2STConfig | No
         elapsed_s=time.perf_counter() - t0, probabilities=prob, labels=labels)
 
 
+def _metric_result(res: C2STResult, seed: int) -> MetricResult:
+    params = {"method": METHOD, **asdict(res.config), "ci_level": res.config.level, "seed": seed,
+              **res.summary()}
+    return MetricResult(name="c2st", value=res.accuracy.value,
+                        ci=(float(res.accuracy.ci[0]), float(res.accuracy.ci[1])),
+                        ci_method=CI_METHOD, params=params, elapsed_s=res.elapsed_s,
+                        n_real=res.n_real, n_synth=res.n_synth)
+
+
 def c2st(real: Any, synth: Any, config: C2STConfig | None = None, *, seed: int = 0,
-         device: str = "cpu", progress: Callable[[int, int], None] | None = None):
+         device: str = "cpu", progress: Callable[[int, int], None] | None = None) -> MetricResult:
     """The machine Turing test between two ImageSets as a ``MetricResult`` named ``c2st``.
 
-    ``value`` = held-out accuracy; its interval (exact binomial) and the sensitivity,
-    specificity, AUC, p-values and per-fold accuracies are in ``params``/``ci``.
+    ``value`` = held-out accuracy, ``ci`` its exact binomial interval; sensitivity,
+    specificity, AUC, the p-values and the per-fold accuracies are in ``params``.
     """
-    from genbench.metrics.result import MetricResult
-
     res = c2st_images(real.images, synth.images, config, seed=seed, device=device,
                       progress=progress)
-    cfg = res.config
-    params = {"method": METHOD, **asdict(cfg), "seed": seed, "device": device,
-              "ci_method": "exact binomial (Clopper-Pearson) over the held-out calls",
-              **res.summary()}
-    result = MetricResult(name="c2st", value=res.accuracy.value, params=params,
-                          elapsed_s=res.elapsed_s, n_real=res.n_real, n_synth=res.n_synth)
-    ci = (float(res.accuracy.ci[0]), float(res.accuracy.ci[1]))
-    if hasattr(result, "ci_method"):
-        result.ci = ci
-        result.ci_method = params["ci_method"]
-    params["ci"] = list(ci)
-    return result
+    return _metric_result(res, seed)
+
+
+def held_out_replicates(res: C2STResult, boot: Any) -> np.ndarray:
+    """Bootstrap replicates of the accuracy that resample the held-out calls: real rows on the
+    REAL stream, synthetic rows on the SYNTH stream of ``genbench.stats`` (so two models scored
+    against one real set share the real resamples, as the paired model test needs). They
+    describe the test-set sampling only, not the training's randomness; the reported interval
+    stays the exact binomial one."""
+    from genbench.stats import REAL, SYNTH
+
+    m = res.n_per_class
+    right_real = (res.probabilities[:m] <= 0.5).astype(np.float64)
+    right_synth = (res.probabilities[m:] > 0.5).astype(np.float64)
+    idx_r, idx_s = boot.indices(m, REAL), boot.indices(m, SYNTH)
+    return (right_real[idx_r].mean(axis=1) + right_synth[idx_s].mean(axis=1)) / 2.0
+
+
+def compute_c2st(ctx: Any) -> MetricResult:
+    """Registry entry: options from ``EvalOptions`` (``--c2st-*``, ``--ci``, ``--bootstrap``)."""
+    opts = ctx.options
+    cfg = C2STConfig(folds=opts.c2st_folds, epochs=opts.c2st_epochs,
+                     permutations=opts.c2st_permutations, level=opts.ci)
+    with ctx.step("C2ST", cfg.folds * (1 + cfg.permutations)) as step:
+        res = c2st_images(ctx.real.images, ctx.synth.images, cfg, seed=ctx.seed, device=ctx.device,
+                          progress=step.absolute)
+    out = _metric_result(res, ctx.seed)
+    boot = ctx.boot
+    if boot.enabled:
+        out.extra["bootstrap"] = held_out_replicates(res, boot)
+        out.json_extra = (*out.json_extra, "bootstrap")
+        out.params.update(bootstrap_replicates=boot.replicates, bootstrap_seed=boot.seed,
+                          bootstrap_of="held-out calls (for paired model tests; CI is exact)")
+    return out

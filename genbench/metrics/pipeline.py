@@ -98,6 +98,11 @@ class EvalOptions:
     mem_transforms: str = field(default="none", metadata=cli(
         "--mem-transforms", "mem: also search training images flipped and/or shifted: none, or a "
         "comma list of flip, shift1..shift8 (cost x2 for flip, x(2K+1)^2 for shiftK)."))
+    c2st_folds: int = field(default=5, metadata=cli("--c2st-folds", "C2ST: cross-validation folds."))
+    c2st_epochs: int = field(default=12, metadata=cli("--c2st-epochs", "C2ST: training epochs per fold."))
+    c2st_permutations: int = field(default=0, metadata=cli(
+        "--c2st-permutations", "C2ST: label permutations for the permutation p-value (each repeats "
+        "the whole cross-validation; e.g. 99); 0: exact binomial p only."))
 
     def __post_init__(self) -> None:
         self.metrics = parse_metric_names(self.metrics)
@@ -126,6 +131,8 @@ class EvalOptions:
         if self.ds_smoothing not in ESTIMATORS:
             raise UsageError(f"--ds-smoothing must be one of {', '.join(ESTIMATORS)}, got {self.ds_smoothing!r}")
         self.boot()  # validates --ci and --bootstrap
+        if self.c2st_folds < 2 or self.c2st_epochs < 1 or self.c2st_permutations < 0:
+            raise UsageError("--c2st-folds must be >= 2, --c2st-epochs >= 1 and --c2st-permutations >= 0")
 
     @property
     def base_seed(self) -> int:

@@ -208,6 +208,13 @@ _r(MetricSpec(
                 "image than the --mem-quantile of held-out real images are; ideal ~ 1 - quantile, "
                 "a copier 1. Needs the training set (--train; genbench run passes it).",
     aliases=("memorisation", "memorization"), groups=("privacy",)))
+_r(MetricSpec(
+    name="c2st", title="C2ST", direction=-1, family="pixels",
+    compute="genbench.metrics.c2st:compute_c2st",
+    description="Machine Turing test: held-out accuracy of a small CNN trained from scratch to tell "
+                "real from synthetic (balanced, size-matched k-fold; exact binomial CI); 0.5 = "
+                "indistinguishable, 1 = always told apart. Needs no weights.",
+    aliases=("machine-turing",)))
 del _r
 
 
