@@ -214,3 +214,38 @@ def test_held_out_replicates_for_paired_tests(monkeypatch, halves):
         ir, is_ = resample(20, 7, i, REAL), resample(20, 7, i, SYNTH)
         assert reps[i] == pytest.approx((right[:20][ir].mean() + right[20:][is_].mean()) / 2)
     assert abs(reps.mean() - res.accuracy.value) < 0.05
+
+
+def test_patients_stay_in_one_fold():
+    """Two sets of different patients (10 slices each) are the same distribution: with folds by
+    patient c2st stays near chance; folds by image let it recognise the patients."""
+    from genbench.data import prepare_dataset
+    from genbench.metrics.c2st import patient_groups
+
+    data = prepare_dataset("pelvic", size=SIZE, n=600, seed=0)
+    groups = patient_groups(data.train.sources)
+    assert groups is not None and len(set(groups)) >= 40
+    assert patient_groups(["a/b.png", "p1:s0"]) is None and patient_groups([]) is None
+    patients = sorted(set(groups))
+    half = set(patients[: len(patients) // 2])
+    in_a = np.array([g in half for g in groups])
+    a, b = data.train.subset(np.flatnonzero(in_a)), data.train.subset(np.flatnonzero(~in_a))
+    res = c2st(a, b, C2STConfig(epochs=6), seed=0)
+    assert res.params["folds_by_patient"] is True
+    assert abs(res.value - 0.5) < 0.2, (res.value, res.params["fold_accuracies"])
+    # Intervals count patients, not slices: the effective sample size is below the slice count.
+    acc = res.params["accuracy"]
+    assert acc["n_eff"] < acc["n"]
+    # The same sets with the patients hidden: split by image, the patients give the sets away.
+    hidden = c2st(ImageSet(a.images), ImageSet(b.images), C2STConfig(epochs=6), seed=0)
+    assert hidden.params["folds_by_patient"] is False and hidden.ci[0] > 0.5, hidden.value
+    assert "n_eff" not in hidden.params["accuracy"]
+    rng = np.random.default_rng(0)
+    g = np.repeat(np.arange(12), 5)
+    fold = balanced_folds(60, 5, rng, (g, None))
+    for p in range(12):
+        assert len(set(fold[:60][g == p])) == 1
+    counts = np.bincount(fold[:60], minlength=5)
+    assert counts.max() - counts.min() <= 5
+    with pytest.raises(InputError, match="at least 5 patients"):
+        balanced_folds(60, 5, rng, (np.repeat(np.arange(3), 20), None))

@@ -272,3 +272,24 @@ def test_cli_writes_json_and_table_without_clobbering(study, tmp_path, capsys):
     capsys.readouterr()
     rc = main(["turing", "score", str(key_path), str(a), "--out", str(tmp_path / "t.tex")])
     assert rc == 2 and "--force" in capsys.readouterr().err
+
+
+def test_clustered_proportion_hand_cases():
+    from scipy.stats import beta
+
+    from genbench.turing.stats import clustered_proportion
+
+    # One trial per cluster: exactly the exact binomial interval.
+    c = np.array([1, 0, 1, 1, 0, 1, 0, 1, 1, 0])
+    p = clustered_proportion(c, np.arange(10))
+    assert p.n_eff == pytest.approx(10) and p.ci == pytest.approx(clopper_pearson(6, 10))
+    # 5 clusters of 10 identical trials (1, 0, 1, 0, 1): p = 0.6; var_c = 5/4 * (3 * 16 + 2 * 36)
+    # / 50^2 = 0.06; srs variance 0.24 / 49; deff = 12.25; n_eff = 50 / 12.25.
+    p = clustered_proportion(np.repeat([1, 0, 1, 0, 1], 10), np.repeat(np.arange(5), 10))
+    n_eff = 50 / 12.25
+    assert p.n_eff == pytest.approx(n_eff)
+    k = 0.6 * n_eff
+    assert p.ci == pytest.approx((beta.ppf(0.025, k, n_eff - k + 1), beta.ppf(0.975, k + 1, n_eff - k)))
+    # Clusters that agree less than chance would say are not rewarded: deff is at least 1.
+    alt = clustered_proportion(np.tile([1, 0], 25), np.repeat(np.arange(25), 2))
+    assert alt.n_eff == pytest.approx(50)

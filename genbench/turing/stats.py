@@ -25,6 +25,7 @@ __all__ = [
     "auc_delong",
     "binomial_p",
     "clopper_pearson",
+    "clustered_proportion",
     "fleiss_kappa",
     "proportion",
 ]
@@ -50,20 +51,62 @@ def binomial_p(k: int, n: int, p0: float = 0.5) -> float:
 
 @dataclass(frozen=True)
 class Proportion:
-    """``k`` of ``n`` with its exact interval (``value``/``ci`` are NaN when ``n`` is 0)."""
+    """``k`` of ``n`` with its exact interval (``value``/``ci`` are NaN when ``n`` is 0).
+
+    ``n_eff`` is set when the interval accounts for clustered trials (``clustered_proportion``).
+    """
 
     k: int
     n: int
     value: float
     ci: tuple[float, float]
+    n_eff: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"value": _finite(self.value), "ci": [_finite(c) for c in self.ci], "k": self.k,
-                "n": self.n}
+        out = {"value": _finite(self.value), "ci": [_finite(c) for c in self.ci], "k": self.k,
+               "n": self.n}
+        if self.n_eff is not None:
+            out["n_eff"] = _finite(self.n_eff)
+        return out
 
 
 def _finite(x: float) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
+
+
+def clustered_proportion(correct: Any, groups: Any, level: float = 0.95) -> Proportion:
+    """Share of successes when trials come in clusters (e.g. slices of one patient).
+
+    Korn & Graubard (1998): the Clopper-Pearson interval computed with the effective sample size
+    ``n_eff = n / deff``, design effect ``deff = max(1, var_c / (p (1 - p) / (n - 1)))``, where
+    ``var_c = G / (G - 1) * sum_g (k_g - p n_g)^2 / n^2`` is the cluster-robust (ratio-estimator)
+    variance over the G clusters; beta quantiles at non-integer ``k = p n_eff`` (no
+    degrees-of-freedom correction). With one trial per cluster it is exactly the plain interval.
+    """
+    from scipy.stats import beta
+
+    c = np.asarray(correct, dtype=np.float64)
+    g = np.asarray(groups)
+    n = len(c)
+    if n == 0:
+        return Proportion(0, 0, math.nan, (math.nan, math.nan), math.nan)
+    k = int(round(c.sum()))
+    p = float(c.mean())
+    _, inverse = np.unique(g, return_inverse=True)
+    k_g = np.bincount(inverse, weights=c)
+    n_g = np.bincount(inverse).astype(np.float64)
+    n_clusters = len(k_g)
+    if p in (0.0, 1.0) or n_clusters < 2:
+        n_eff = float(n) if n_clusters >= 2 else 1.0
+    else:
+        var = n_clusters / (n_clusters - 1) * float(np.sum((k_g - p * n_g) ** 2)) / n**2
+        deff = max(1.0, var / (p * (1 - p) / (n - 1)))
+        n_eff = n / deff
+    alpha = 1.0 - level
+    k_eff = p * n_eff
+    lo = 0.0 if k_eff <= 0 else float(beta.ppf(alpha / 2, k_eff, n_eff - k_eff + 1))
+    hi = 1.0 if k_eff >= n_eff else float(beta.ppf(1 - alpha / 2, k_eff + 1, n_eff - k_eff))
+    return Proportion(k, n, p, (lo, hi), n_eff)
 
 
 def proportion(k: int, n: int, level: float = 0.95) -> Proportion:
