@@ -13,53 +13,53 @@ Registered as ``ddpm``. Presets:
   diverged to noise for a third of the seeds, where the ancestral chain's fresh noise
   corrected the errors (checked by eye on the pelvic phantom).
 
-Sampler options: ``sampler`` = ``"ancestral"`` (with ``sample_steps`` < T: respaced betas) or
-``"ddim"`` (``sample_steps``, ``ddim_eta``); ``clip_denoised`` clips predicted x_0 to [-1, 1].
+The diffusion (schedule, process with a fixed small variance and the eps-MSE loss, respacing,
+samplers) is the shared toolkit :mod:`genbench.diffusion`, the same one MT-DDPM uses; so are
+the sampler options: ``sampler`` = ``ancestral`` | ``ddim`` | ``dpm-solver++``, ``sample_steps``
+(None: every training step), ``sample_spacing`` (``auto``, ``uniform``, ``quadratic``,
+``logsnr``), ``ddim_eta``, ``clip_denoised`` (clip predicted x_0 to [-1, 1], as Ho et al.).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from baselines._diffusion import SPACINGS, GaussianDiffusion, linear_betas
 from baselines._unet import UNet
-from genbench.errors import UsageError
+from genbench.diffusion import (
+    DiffusionOptions,
+    GaussianDiffusion,
+    check_diffusion_options,
+    reject_renamed,
+    sample_with_options,
+)
 from genbench.generator_base import BaseConfig, BaseGenerator
 from genbench.training import EMATarget, Engine, TrainingTask
 
 
+def _f(role: str, default: Any, doc: str = "") -> Any:
+    return field(default=default, metadata={"role": role, "doc": doc})
+
+
 @dataclass
-class DDPMConfig(BaseConfig):
-    ch: int = 64
-    ch_mult: tuple[int, ...] = (1, 2, 2)
-    num_res_blocks: int = 2
-    attn_resolutions: tuple[int, ...] = (16,)
-    dropout: float = 0.0
-    groups: int = 32
-    timesteps: int = 1000
-    beta_start: float = 1e-4
-    beta_end: float = 0.02
-    sampler: str = "ancestral"  # "ancestral" | "ddim"
-    sample_steps: int | None = None  # None: T for ancestral, 50 for DDIM
-    sample_spacing: str = "uniform"  # "uniform" | "quadratic" timesteps when sample_steps < T
-    ddim_eta: float = 0.0
-    clip_denoised: bool = True
-    grad_clip: float | None = 1.0
-    ema_start: int = 0
+class DDPMConfig(BaseConfig, DiffusionOptions):
+    ch: int = _f("architecture", 64, "base width")
+    ch_mult: tuple[int, ...] = _f("architecture", (1, 2, 2), "width multiplier per level")
+    num_res_blocks: int = _f("architecture", 2, "residual blocks per level")
+    attn_resolutions: tuple[int, ...] = _f("architecture", (16,), "map sizes with self-attention")
+    dropout: float = _f("training", 0.0, "dropout in the residual blocks")
+    groups: int = _f("architecture", 32, "GroupNorm groups")
+    grad_clip: float | None = _f("training", 1.0, "gradient-norm clip (None: off)")
+    ema_start: int = _f("training", 0, "step from which the EMA averages (before: copies)")
 
     def __post_init__(self) -> None:
         self.ch_mult = tuple(self.ch_mult)
         self.attn_resolutions = tuple(self.attn_resolutions)
-        if self.sampler not in ("ancestral", "ddim"):
-            raise UsageError(f"ddpm: sampler must be 'ancestral' or 'ddim', got {self.sampler!r}")
-        if self.sample_spacing not in SPACINGS:
-            raise UsageError(
-                f"ddpm: sample_spacing must be one of {', '.join(SPACINGS)}, got {self.sample_spacing!r}"
-            )
+        check_diffusion_options("ddpm", self)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -76,6 +76,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         sample_batch_size=16,
     ),
 }
+
+
+def _roles(role: str) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(DDPMConfig) if f.metadata.get("role") == role)
 
 
 class DDPMTask(TrainingTask):
@@ -96,7 +100,16 @@ class DDPMTask(TrainingTask):
         c = self.model.config
         opt = engine.optimizer("unet")
         opt.zero_grad(set_to_none=True)
-        loss = self.model.diffusion.training_loss(engine.module("unet"), batch)
+        x0 = batch.to(engine.device)
+        # global RNG: the engine reseeds every step
+        t = torch.randint(0, self.model.diffusion.num_timesteps, (x0.shape[0],), device=x0.device)
+        unet = engine.module("unet")
+
+        def model_fn(x: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+            with engine.autocast():
+                return unet(x, timesteps)
+
+        loss = self.model.diffusion.training_losses(model_fn, x0, t, torch.randn_like(x0)).loss.mean()
         engine.backward(loss)
         if c.grad_clip:
             engine.clip_grad_norm("unet", c.grad_clip)
@@ -108,14 +121,17 @@ class DDPM(BaseGenerator):
     name = "ddpm"
     config_class = DDPMConfig
     presets = PRESETS
-    resume_ignores = ("sampler", "sample_steps", "sample_spacing", "ddim_eta", "clip_denoised")
-    architecture_keys = ("ch", "ch_mult", "num_res_blocks", "attn_resolutions", "groups")
+    resume_ignores = _roles("sampling")
+    architecture_keys = _roles("architecture")
 
     config: DDPMConfig
 
     def build(self) -> None:
         c = self.config
-        self.diffusion = GaussianDiffusion(linear_betas(c.timesteps, c.beta_start, c.beta_end))
+        # Ho et al.: fixed small variance (betatilde) for sampling, eps-MSE for training.
+        self.diffusion = GaussianDiffusion.from_schedule(
+            c.noise_schedule, c.num_timesteps, variance_type="fixed-small", loss_type="mse"
+        )
         self.unet = UNet(
             c.resolution, ch=c.ch, ch_mult=c.ch_mult, num_res_blocks=c.num_res_blocks,
             attn_resolutions=c.attn_resolutions, dropout=c.dropout, groups=c.groups,
@@ -136,19 +152,34 @@ class DDPM(BaseGenerator):
     def make_task(self) -> TrainingTask:
         return DDPMTask(self)
 
-    def generate(self, n: int, generator: torch.Generator) -> torch.Tensor:
+    @torch.no_grad()
+    def generate(
+        self, n: int, generator: torch.Generator, *, sampler: str | None = None,
+        steps: int | None = None, spacing: str | None = None,
+    ) -> torch.Tensor:
         c = self.config
-        shape = (n, 1, c.resolution, c.resolution)
-        net = self.unet_ema
-        if c.sampler == "ddim":
-            return self.diffusion.sample_ddim(
-                net, shape, generator, device=self.device, steps=c.sample_steps or 50,
-                spacing=c.sample_spacing, eta=c.ddim_eta, clip_denoised=c.clip_denoised,
-            )
-        return self.diffusion.sample_ancestral(
-            net, shape, generator, device=self.device, steps=c.sample_steps,
-            spacing=c.sample_spacing, clip_denoised=c.clip_denoised,
+        return sample_with_options(
+            self.diffusion, self.unet_ema, c, (n, 1, c.resolution, c.resolution),
+            generator=generator, device=self.device, sampler=sampler, steps=steps, spacing=spacing,
+        )
+
+    def sample(
+        self, n: int, *, seed: int = 0, batch_size: int | None = None, sampler: str | None = None,
+        steps: int | None = None, spacing: str | None = None,
+    ) -> torch.Tensor:
+        """``n`` images (N, 1, R, R) float32 in [-1, 1] on the CPU; same seed, same images.
+
+        ``sampler``, ``steps`` and ``spacing`` override the configured sampler for this call only.
+        """
+        return self._sample_batches(
+            n, seed=seed, batch_size=batch_size, sampler=sampler, steps=steps, spacing=spacing
         )
 
 
-create = DDPM.factory
+def create(preset: str = "quick", resolution: int | None = None, **overrides: Any) -> DDPM:
+    """Entry point of ``ddpm``: ``create(preset="quick"|"paper", resolution=None, **overrides)``."""
+    reject_renamed("ddpm", overrides)
+    return DDPM.factory(preset, resolution, **overrides)  # type: ignore[return-value]
+
+
+create.presets = PRESETS  # type: ignore[attr-defined]

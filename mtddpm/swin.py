@@ -1,9 +1,12 @@
-"""Window attention (WA) and shifted-window attention (S-WA), Liu et al. 2021, for 2D feature maps.
+"""Window attention (W-MSA) and shifted-window attention (SW-MSA), Liu et al. 2021, on 2-D maps.
 
-Own implementation on ``F.scaled_dot_product_attention`` (cross-checked in the tests against
-MONAI's ``compute_mask``). The shifted variant rolls the map by ``-shift`` so that new windows
-straddle the old window borders; tokens that only share a window because of the cyclic wrap
-(top/left edge next to bottom/right edge) are kept apart by a mask, and the roll is undone after
+Own implementation on ``F.scaled_dot_product_attention``, following the blocks the MT-DDPM
+authors adapted from MONAI (``network/SwinUnetr.py`` in their repository): pre-norm,
+``x + WA(LN(x))`` then ``x + MLP(LN(x))`` with a 4x GELU MLP, a learned relative position bias
+per head, qkv with bias, no dropout or drop-path. The shifted block rolls the map by ``-shift``
+so that its windows straddle the previous block's window borders; tokens that only share a
+window because of the cyclic wrap (top/left edge next to bottom/right edge) are kept apart by a
+mask (cross-checked against MONAI's ``compute_mask`` in the tests), and the roll is undone after
 attention so every output sits at its token's original position.
 """
 
@@ -82,17 +85,17 @@ class WindowAttention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(bw, n, c))
 
 
-class SwinLayer(nn.Module):
-    """LayerNorm -> (S-)WA -> residual, then LayerNorm -> position-wise linear MLP -> residual.
+class SwinTransformerBlock(nn.Module):
+    """``x + (S)W-MSA(LN(x))`` then ``x + MLP(LN(x))`` on channels-last maps (B, H, W, C).
 
-    ``shifted=False`` is WA, ``shifted=True`` is S-WA with shift = window/2. When the map is a
-    single window no shift is applied (that window already sees everything); the network
-    shrinks windows larger than their map when it is built.
+    ``shift = 0`` is W-MSA, ``shift = window_size // 2`` SW-MSA.
     """
 
-    def __init__(self, dim: int, num_heads: int, window_size: int, shifted: bool, mlp_ratio: float = 2.0) -> None:
+    def __init__(self, dim: int, num_heads: int, window_size: int, shift: int, mlp_ratio: float = 4.0) -> None:
         super().__init__()
-        self.window_size, self.shifted = window_size, shifted
+        if not 0 <= shift < window_size:
+            raise ValueError(f"shift {shift} must lie in [0, window {window_size})")
+        self.window_size, self.shift = window_size, shift
         self.norm1 = nn.LayerNorm(dim)
         self.attn = WindowAttention(dim, num_heads, window_size)
         self.norm2 = nn.LayerNorm(dim)
@@ -100,37 +103,27 @@ class SwinLayer(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
         self._mask_cache: dict[tuple, torch.Tensor] = {}
 
-    def geometry(self, h: int, w: int) -> tuple[int, int]:
-        ws = self.window_size
-        if h % ws or w % ws:
-            raise ValueError(f"feature map {h}x{w} is not divisible by the attention window {ws}")
-        shift = ws // 2 if self.shifted and (h > ws or w > ws) else 0
-        return ws, shift
-
-    def _mask(self, h: int, w: int, ws: int, shift: int, device) -> torch.Tensor:
-        key = (h, w, ws, shift, str(device))
+    def _mask(self, h: int, w: int, device) -> torch.Tensor:
+        key = (h, w, str(device))
         if key not in self._mask_cache:
-            self._mask_cache[key] = shifted_window_mask(h, w, ws, shift, device)
+            self._mask_cache[key] = shifted_window_mask(h, w, self.window_size, self.shift, device)
         return self._mask_cache[key]
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
-        """The (shifted) window attention part alone on (B, H, W, C), without residual."""
+        """The (shifted) window attention alone on (B, H, W, C), without the residual."""
         _, h, w, _ = x.shape
-        ws, shift = self.geometry(h, w)
+        ws, shift = self.window_size, self.shift
+        if h % ws or w % ws:
+            raise ValueError(f"feature map {h}x{w} is not divisible by the attention window {ws}")
         mask = None
         if shift:
             x = torch.roll(x, shifts=(-shift, -shift), dims=(1, 2))
-            mask = self._mask(h, w, ws, shift, x.device)
+            mask = self._mask(h, w, x.device)
         y = window_reverse(self.attn(window_partition(x, ws), mask), ws, h, w)
         if shift:
             y = torch.roll(y, shifts=(shift, shift), dims=(1, 2))
         return y
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, C, H, W) -> (B, C, H, W)."""
-        t = x.permute(0, 2, 3, 1)
-        t = t + self.attention(self.norm1(t))
-        t = t + self.mlp(self.norm2(t))
-        return t.permute(0, 3, 1, 2).contiguous()
-
-
+        x = x + self.attention(self.norm1(x))
+        return x + self.mlp(self.norm2(x))

@@ -1,105 +1,97 @@
-"""MT-DDPM network (Swin attention, U-shape) and the Generator it is wrapped in."""
+"""MT-DDPM as a Generator: conformance, the two named diffusion settings, the option names it
+shares with ddpm, and what a training step feeds the network."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import pytest
 import torch
-from monai.networks.nets.swin_unetr import compute_mask
 
 from genbench.errors import UsageError
 from genbench.testing import check_generator
-from mtddpm.model import PRESETS, create
-from mtddpm.network import MTDDPMNet, NetworkConfig, count_parameters
-from mtddpm.swin import SwinLayer, shifted_window_mask, window_partition, window_reverse
+from mtddpm.model import DIFFUSION_SETTINGS, PRESETS, MTDDPMConfig, create
+from mtddpm.network import MTDDPMNet
 
 TINY = dict(
-    base_channels=8, channel_mult=(1, 2), swin_levels=(False, True), num_heads=(1, 2),
-    window_size=(4, 4), conv_sections=2, swin_sections=2, norm_groups=4, batch_size=4,
-    log_every=1, checkpoint_every=0, num_timesteps=100, sampling_steps=4, sample_batch_size=4,
-    ema_start=0, lr=2e-3,
+    base_channels=8, channel_mult=(1, 2), num_res_blocks=(1, 1), attention_resolutions=(8,),
+    num_heads=(1, 2), window_size=(4, 4), norm_groups=4, batch_size=4, log_every=1,
+    checkpoint_every=0, sample_batch_size=4, ema_start=0, lr=2e-3,
 )
+TINY_AUTHORS = dict(TINY, diffusion="authors", train_chain_steps=8)
+TINY_PAPER = dict(TINY, diffusion="paper", num_timesteps=100, sample_steps=4)
 
 
-def test_window_partition_roundtrip():
-    x = torch.randn(2, 8, 12, 3)
-    w = window_partition(x, 4)
-    assert w.shape == (2 * 2 * 3, 16, 3)
-    assert torch.equal(window_reverse(w, 4, 8, 12), x)
-    # first window holds the top-left 4x4 block in row-major order
-    assert torch.equal(w[0].view(4, 4, 3), x[0, :4, :4])
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
-def test_mask_matches_monai():
-    for h, w, ws in ((8, 8, 4), (16, 8, 4), (16, 16, 8)):
-        mine = shifted_window_mask(h, w, ws, ws // 2)
-        ref = compute_mask([h, w], (ws, ws), (ws // 2, ws // 2), "cpu")  # 0 allowed, -100 masked
-        assert torch.equal(mine, ref == 0)
+def test_conformance_authors_setting():
+    report = check_generator(create, resolution=16, overrides=TINY_AUTHORS, loss_key="mse", loss_steps=40)
+    assert set(report) == {"protocol", "sample", "determinism", "fit_loss", "resume", "save_load"}
 
 
-def _layer(shifted: bool) -> SwinLayer:
-    torch.manual_seed(0)
-    return SwinLayer(dim=8, num_heads=2, window_size=4, shifted=shifted).eval()
+def test_conformance_paper_setting():
+    check_generator(create, resolution=16, overrides=TINY_PAPER, checks=("sample", "determinism", "resume"))
 
 
-def test_shifted_attention_never_sees_across_the_wrap():
-    layer = _layer(shifted=True)
-    x = torch.randn(1, 8, 8, 8)  # (B, H, W, C) for the attention part
-    base = layer.attention(x)
-    # (7, 7) and (0, 0) share the last shifted window only through the cyclic roll
-    y = x.clone()
-    y[0, 0, 0] += 5.0
-    assert torch.allclose(layer.attention(y)[0, 7, 7], base[0, 7, 7], atol=1e-6)
-    # positive control: (6, 6) is a genuine neighbour of (7, 7) in that window
-    z = x.clone()
-    z[0, 6, 6] += 5.0
-    assert not torch.allclose(layer.attention(z)[0, 7, 7], base[0, 7, 7], atol=1e-3)
-    # and without the shift, (7, 7) sees (4, 4) but not (3, 3)
-    plain = _layer(shifted=False)
-    b2 = plain.attention(x)
-    u = x.clone()
-    u[0, 3, 3] += 5.0
-    assert torch.allclose(plain.attention(u)[0, 7, 7], b2[0, 7, 7], atol=1e-6)
+def test_diffusion_settings_resolve_to_the_text_and_the_notebook():
+    paper = MTDDPMConfig(**PRESETS["paper"])
+    assert paper.diffusion == "paper"
+    assert (paper.num_timesteps, paper.train_chain_steps, paper.sample_steps) == (4000, 4000, 500)
+    assert (paper.vlb_weight, paper.rescale_timesteps) == (0.01, False)
+    p = paper.process()
+    assert p.num_timesteps == 4000 and p.vlb_weight == 0.01 and p.variance_type == "learned-range"
+
+    authors = MTDDPMConfig(**{**PRESETS["paper"], "diffusion": "authors"})
+    assert (authors.num_timesteps, authors.train_chain_steps, authors.sample_steps) == (1000, 50, 50)
+    a = authors.process()
+    assert a.num_timesteps == 50 and a.vlb_weight == pytest.approx(0.05)
+    assert a.timestep_map[:4].tolist() == [0, 20, 41, 61]
+    assert a.model_timesteps(torch.tensor([49])).item() == 999.0  # index x 1000/T, T = 1000
+
+    # explicit values win over the setting; "chain" and "T" follow them
+    c = MTDDPMConfig(diffusion="authors", train_chain_steps=100)
+    assert c.sample_steps == 100 and c.process().vlb_weight == pytest.approx(0.1)
+    c = MTDDPMConfig(diffusion="paper", num_timesteps=1000, sample_steps=250)
+    assert (c.train_chain_steps, c.sample_steps) == (1000, 250)
+    assert set(DIFFUSION_SETTINGS) == {"paper", "authors"}
 
 
-def test_shift_is_undone_exactly():
-    # A huge bias on the relative offset (0, 0) makes every token attend to itself only; the
-    # output at each position must then be that token's own projection, wherever the roll put it.
-    for shifted in (False, True):
-        layer = _layer(shifted)
-        ws = layer.attn.window_size
-        with torch.no_grad():
-            layer.attn.relative_position_bias_table.zero_()
-            layer.attn.relative_position_bias_table[(ws - 1) * (2 * ws - 1) + (ws - 1)] = 1e4
-        x = torch.randn(2, 8, 8, 8)
-        _, _, v = layer.attn.qkv(x).chunk(3, dim=-1)
-        expected = layer.attn.proj(v)
-        assert torch.allclose(layer.attention(x), expected, atol=1e-5)
+def test_config_fields_have_roles():
+    roles = {f.name: f.metadata.get("role") for f in dataclasses.fields(MTDDPMConfig)}
+    own = {n for n in roles if n not in {"resolution", "batch_size", "steps", "lr", "ema_decay",
+                                          "checkpoint_every", "log_every", "mixed_precision", "device",
+                                          "sample_batch_size"}}
+    assert {roles[n] for n in own} <= {"architecture", "training", "sampling", "runtime"}
+    assert all(roles[n] for n in own), [n for n in own if not roles[n]]
+    assert roles["sample_steps"] == roles["sampler"] == roles["use_ema"] == "sampling"
+    assert roles["diffusion"] == roles["vlb_weight"] == "training"
+    assert roles["window_size"] == roles["attention_resolutions"] == "architecture"
 
 
-def test_network_shapes_and_variance_range():
-    cfg = NetworkConfig(image_size=16, base_channels=8, channel_mult=(1, 2), swin_levels=(False, True),
-                        num_heads=(1, 2), window_size=(4, 4), conv_sections=2, norm_groups=4)
-    net = MTDDPMNet(cfg)
-    with torch.no_grad():
-        net.head[-1].weight.normal_(0, 10.0)  # large outputs: v must still lie in [-1, 1]
-    eps, v = net(torch.randn(3, 1, 16, 16), torch.tensor([0, 50, 3999]))
-    assert eps.shape == v.shape == (3, 1, 16, 16)
-    assert v.abs().max() <= 1.0 and v.abs().max() > 0.9
-    with pytest.raises(ValueError, match="divisible"):
-        MTDDPMNet(NetworkConfig(image_size=24, channel_mult=(1, 2, 2, 4)))
-
-
-def test_presets_and_parameter_counts():
+def test_paper_preset_parameters_and_quick_preset():
     quick = create("quick")
-    assert quick.config.resolution == 32 and quick.config.sampling_steps == 50
-    assert 1e5 < quick.num_parameters() < 3e6
-    paper_cfg = create.__globals__["MTDDPMConfig"](**PRESETS["paper"])
-    n = count_parameters(MTDDPMNet(paper_cfg.network_config()))
-    assert 90e6 < n < 130e6  # the authors' configuration has 116.0 M
-    assert paper_cfg.num_timesteps == 4000 and paper_cfg.sampling_steps == 500
+    assert quick.config.resolution == 32 and quick.config.diffusion == "authors"
+    assert quick.config.attention_resolutions == (16, 8)
+    assert 1e5 < quick.num_parameters() < 2e6
 
 
-def test_bad_options_are_usage_errors():
+@pytest.mark.slow
+def test_genbench_models_shows_the_authors_parameter_count():
+    from genbench.commands.models import _describe, _fmt_params
+
+    row = _describe("mt-ddpm", "paper", "mtddpm.model:create")
+    assert row.error is None and row.parameters == 116_042_570
+    assert _fmt_params(row.parameters) == "116.04 M"
+
+
+def test_bad_and_renamed_options_are_usage_errors():
     with pytest.raises(UsageError, match="unknown option"):
         create("quick", nonsense=1)
     with pytest.raises(UsageError, match="sampler"):
@@ -108,17 +100,60 @@ def test_bad_options_are_usage_errors():
         create("huge")
     with pytest.raises(UsageError, match="resolution"):
         create("quick", resolution=48)
-
-
-def test_conformance():
-    report = check_generator(create, resolution=16, overrides=TINY, loss_key="mse", loss_steps=40)
-    assert report
+    with pytest.raises(UsageError, match="diffusion must be one of paper, authors"):
+        create("quick", diffusion="notebook")
+    with pytest.raises(UsageError, match="exceeds the 50-step chain"):
+        create("quick", sample_steps=51)
+    for old, new in (("sampling_steps", "sample_steps"), ("spacing", "sample_spacing"), ("eta", "ddim_eta")):
+        with pytest.raises(UsageError, match=f"mt-ddpm: option '{old}' is now called '{new}'"):
+            create("quick", **{old: 1})
 
 
 @pytest.mark.parametrize("sampler", ["ddim", "dpm-solver++"])
 def test_fast_samplers_through_the_generator(sampler):
-    g = create("quick", resolution=16, **TINY)
+    g = create("quick", resolution=16, **TINY_AUTHORS)
     a = g.sample(3, seed=1, sampler=sampler, steps=5)
     b = g.sample(3, seed=1, sampler=sampler, steps=5)
     assert a.shape == (3, 1, 16, 16) and torch.equal(a, b)
     assert a.min() >= -1 and a.max() <= 1
+
+
+@pytest.mark.parametrize("overrides", [TINY_AUTHORS, TINY_PAPER], ids=["authors", "paper"])
+def test_train_step_feeds_the_network_the_noise_level_of_its_input(overrides, monkeypatch):
+    """During fit, every network call gets x_t and the time input of *its* t: with every training
+    image equal to a known x_0, (x_t - sqrt(abar_t) x_0) / sqrt(1 - abar_t) must be standard
+    normal noise for the abar of the step the network was told, and the steps vary."""
+    g = create("quick", resolution=16, **overrides)
+    chain = g.diffusion
+    x0_value = -0.5
+    calls = []
+    forward = MTDDPMNet.forward
+
+    def spy(self, x, t):
+        calls.append((x.detach().clone(), t.clone()))
+        return forward(self, x, t)
+
+    monkeypatch.setattr(MTDDPMNet, "forward", spy)  # fit() rebuilds the network: spy on the class
+    g.fit(torch.full((8, 1, 16, 16), x0_value), steps=6, seed=0)
+    scale = 1000.0 / chain.original_num_steps if chain.rescale_timesteps else 1.0
+    index = {int(k): i for i, k in enumerate(chain.timestep_map.tolist())}
+    steps_seen = set()
+    for xt, tin in calls:
+        for x, ti in zip(xt, tin.tolist()):
+            orig = ti / scale
+            assert orig == round(orig) and round(orig) in index, f"time input {ti} is not a step of the chain"
+            i = index[round(orig)]
+            steps_seen.add(i)
+            ab = float(chain.alphas_cumprod[i])
+            z = (x.double() - math.sqrt(ab) * x0_value) / math.sqrt(1 - ab)
+            assert abs(z.mean().item()) < 0.35 and 0.75 < z.std().item() < 1.25, (ti, z.mean(), z.std())
+    assert len(calls) == 6 and len(steps_seen) >= 8
+
+
+def test_logged_loss_is_mse_plus_the_setting_weight_times_vlb():
+    for overrides, weight in ((TINY_AUTHORS, 8 / 1000), (TINY_PAPER, 0.01), ({**TINY_PAPER, "vlb_weight": 0.5}, 0.5)):
+        g = create("quick", resolution=16, **overrides)
+        hist = g.fit(torch.zeros(8, 1, 16, 16), steps=3, seed=0).history
+        for h in hist:
+            assert h["loss"] == pytest.approx(h["mse"] + weight * h["vlb"], rel=1e-5)
+            assert h["vlb"] > 0

@@ -1,15 +1,17 @@
-"""Samplers for an (eps, v)-predicting network on a (possibly respaced) diffusion chain.
+"""Samplers: functions of (process, model function) that walk a chain from x_T ~ N(0, I) to x_0.
 
-Every sampler walks the steps of the :class:`~mtddpm.diffusion.GaussianDiffusion` it is given,
-from its last index down to 0, and calls ``model_fn(x, t_train)`` with the *training* timestep
-(``process.timestep_map``) because that is what the network's embedding was trained on.
+Every sampler walks the steps of the :class:`~genbench.diffusion.process.GaussianDiffusion` it is
+given (respace it first for fewer steps), from its last index down to 0, and runs the network
+through ``process.run_model`` so that it is fed the *original* timesteps it was trained on.
 
-- ``ancestral``: the paper's sampler; x_{s-1} ~ N(mu_theta, Sigma_theta) on the respaced chain,
-  Sigma from the learned v (so it needs both outputs).
-- ``ddim``: Song et al.'s DDIM with ``eta`` (0 = deterministic); uses eps only.
+- ``ancestral``: x_{s-1} ~ N(mu_theta, Sigma_theta) with the process's variance type (Ho et
+  al.; the MT-DDPM paper's sampler with the learned variance);
+- ``ddim``: Song et al.'s DDIM with ``eta`` (0 = deterministic, 1 = ancestral with betatilde);
+  uses eps only;
 - ``dpm-solver++``: Lu et al.'s DPM-Solver++(2M), multistep, data prediction; uses eps only.
 
-None replaces another silently: the caller names one.
+None replaces another silently: the caller names one. All noise comes from ``generator``
+(drawn on its device, then moved), so a seed gives the same images on every device.
 """
 
 from __future__ import annotations
@@ -19,25 +21,26 @@ from collections.abc import Callable
 
 import torch
 
-from mtddpm.diffusion import GaussianDiffusion
-
-ModelFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+from genbench.diffusion.process import GaussianDiffusion, ModelFn
 
 
-def _t(process: GaussianDiffusion, i: int, batch: int, device: torch.device) -> torch.Tensor:
+def _t(i: int, batch: int, device: torch.device) -> torch.Tensor:
     return torch.full((batch,), i, dtype=torch.long, device=device)
 
 
 def _noise(shape, generator: torch.Generator | None, device) -> torch.Tensor:
-    # Draw on the generator's device so that a seed means the same numbers on every run.
     gdev = generator.device if generator is not None else device
     return torch.randn(shape, generator=generator, device=gdev).to(device)
 
 
+def _start(shape, generator, device, x_T):
+    return _noise(shape, generator, device) if x_T is None else x_T.to(device)
+
+
 @torch.no_grad()
 def ancestral_sample(
-    model_fn: ModelFn,
     process: GaussianDiffusion,
+    model_fn: ModelFn,
     shape: tuple[int, ...],
     *,
     generator: torch.Generator | None = None,
@@ -46,23 +49,22 @@ def ancestral_sample(
     x_T: torch.Tensor | None = None,
 ) -> torch.Tensor:
     device = torch.device(device)
-    x = _noise(shape, generator, device) if x_T is None else x_T.to(device)
-    tmap = process.timestep_map.to(device)
+    x = _start(shape, generator, device, x_T)
     for i in reversed(range(process.num_timesteps)):
-        t = _t(process, i, shape[0], device)
-        eps, v = model_fn(x, tmap[t])
-        out = process.p_mean_variance(x, t, eps, v, clip_denoised=clip_denoised)
+        t = _t(i, shape[0], device)
+        out = process.run_model(model_fn, x, t).float()
+        p = process.p_mean_variance(out, x, t, clip_denoised=clip_denoised)
         if i > 0:
-            x = out["mean"] + torch.exp(0.5 * out["log_variance"]) * _noise(shape, generator, device)
+            x = p["mean"] + torch.exp(0.5 * p["log_variance"]) * _noise(shape, generator, device)
         else:
-            x = out["mean"]
+            x = p["mean"]
     return x
 
 
 @torch.no_grad()
 def ddim_sample(
-    model_fn: ModelFn,
     process: GaussianDiffusion,
+    model_fn: ModelFn,
     shape: tuple[int, ...],
     *,
     eta: float = 0.0,
@@ -72,16 +74,15 @@ def ddim_sample(
     x_T: torch.Tensor | None = None,
 ) -> torch.Tensor:
     device = torch.device(device)
-    x = _noise(shape, generator, device) if x_T is None else x_T.to(device)
-    tmap = process.timestep_map.to(device)
-    abar = process.alphas_cumprod
-    abar_prev = process.alphas_cumprod_prev
+    x = _start(shape, generator, device, x_T)
+    abar, abar_prev = process.alphas_cumprod, process.alphas_cumprod_prev
     for i in reversed(range(process.num_timesteps)):
-        t = _t(process, i, shape[0], device)
-        eps, _ = model_fn(x, tmap[t])
+        t = _t(i, shape[0], device)
+        eps, _ = process.split_output(process.run_model(model_fn, x, t).float(), shape[1])
         x0 = process.predict_x0(x, t, eps)
         if clip_denoised:
             x0 = x0.clamp(-1.0, 1.0)
+            # keep eps consistent with the clipped x0, so the step stays on the DDIM path
             eps = process.predict_eps(x, t, x0)
         a, ap = float(abar[i]), float(abar_prev[i])
         sigma = eta * math.sqrt((1.0 - ap) / (1.0 - a)) * math.sqrt(1.0 - a / ap)
@@ -93,8 +94,8 @@ def ddim_sample(
 
 @torch.no_grad()
 def dpm_solver_pp_2m_sample(
-    model_fn: ModelFn,
     process: GaussianDiffusion,
+    model_fn: ModelFn,
     shape: tuple[int, ...],
     *,
     generator: torch.Generator | None = None,
@@ -109,25 +110,22 @@ def dpm_solver_pp_2m_sample(
     than 15 steps) the step into the last kept timestep is first order, which is more stable.
     """
     device = torch.device(device)
-    x = _noise(shape, generator, device) if x_T is None else x_T.to(device)
-    tmap = process.timestep_map.to(device)
-    abar = process.alphas_cumprod.double()
-    alpha = torch.sqrt(abar)
-    sigma = torch.sqrt(1.0 - abar)
+    x = _start(shape, generator, device, x_T)
+    abar = process.alphas_cumprod
+    alpha, sigma = torch.sqrt(abar), torch.sqrt(1.0 - abar)
     lam = torch.log(alpha) - torch.log(sigma)
     n = process.num_timesteps
     d_prev: torch.Tensor | None = None
-    h_prev: float | None = None
+    h_prev = 0.0
     for i in reversed(range(n)):
-        t = _t(process, i, shape[0], device)
-        eps, _ = model_fn(x, tmap[t])
+        t = _t(i, shape[0], device)
+        eps, _ = process.split_output(process.run_model(model_fn, x, t).float(), shape[1])
         d = process.predict_x0(x, t, eps)
         if clip_denoised:
             d = d.clamp(-1.0, 1.0)
         if i == 0:
-            # sigma_target = 0: the exponential integrator's limit is the data prediction itself.
-            x = d
-            break
+            # sigma_target = 0: the exponential integrator's limit is the data prediction itself
+            return d
         j = i - 1
         h = float(lam[j] - lam[i])
         first_order = d_prev is None or (lower_order_final and j == 0 and n < 15)
@@ -150,15 +148,16 @@ SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {
 
 def run_sampler(
     name: str,
-    model_fn: ModelFn,
     process: GaussianDiffusion,
+    model_fn: ModelFn,
     shape: tuple[int, ...],
     *,
     eta: float = 0.0,
     **kwargs,
 ) -> torch.Tensor:
+    """Sample ``shape`` with the sampler called ``name`` (``eta`` is used by DDIM only)."""
     if name not in SAMPLERS:
         raise ValueError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
     if name == "ddim":
         kwargs["eta"] = eta
-    return SAMPLERS[name](model_fn, process, shape, **kwargs)
+    return SAMPLERS[name](process, model_fn, shape, **kwargs)
