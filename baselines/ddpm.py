@@ -171,9 +171,9 @@ class DDPM(BaseGenerator):
 
         ``sampler``, ``steps`` and ``spacing`` override the configured sampler for this call only.
         """
-        return self._sample_batches(
-            n, seed=seed, batch_size=batch_size, sampler=sampler, steps=steps, spacing=spacing
-        )
+        # only the options given, so a subclass's plain generate(n, generator) keeps working
+        options = {k: v for k, v in (("sampler", sampler), ("steps", steps), ("spacing", spacing)) if v is not None}
+        return self._sample_batches(n, seed=seed, batch_size=batch_size, **options)
 
 
 def create(preset: str = "quick", resolution: int | None = None, **overrides: Any) -> DDPM:

@@ -211,6 +211,31 @@ def test_vlb_at_t0_is_the_decoder_nll(proc):
     assert got == pytest.approx(nll / 4 / math.log(2), rel=1e-6)
 
 
+def test_vlb_for_t_positive_is_the_kl_from_the_true_posterior(proc):
+    """L_vlb(t > 0) = KL(q(x_{t-1}|x_t,x_0) || p(x_{t-1}|x_t)) / ln 2, mean over pixels, with q
+    from Bayes' rule, p's mean from eq. 15 and its variance from eq. 16, all written out here."""
+    g = torch.Generator().manual_seed(7)
+    x0 = torch.rand(3, 1, 2, 2, generator=g, dtype=torch.float64) * 2 - 1
+    noise = torch.randn(x0.shape, generator=g, dtype=torch.float64)
+    eps = noise + 0.3 * torch.randn(x0.shape, generator=g, dtype=torch.float64)
+    v = torch.rand(x0.shape, generator=g, dtype=torch.float64) * 2 - 1
+    t = torch.tensor([3, 800, 3500])
+    xt = proc.q_sample(x0, t, noise)
+    got = proc.vlb_terms(x0, xt, t, torch.cat([eps, v], 1))
+    for k, ti in enumerate(t.tolist()):
+        b, ab = float(proc.betas[ti]), float(proc.alphas_cumprod[ti])
+        abp = float(proc.alphas_cumprod_prev[ti])
+        prec = 1 / (1 - abp) + (1 - b) / b
+        q_mean = (math.sqrt(abp) * x0[k] / (1 - abp) + math.sqrt(1 - b) * xt[k] / b) / prec
+        p_mean = (xt[k] - b / math.sqrt(1 - ab) * eps[k]) / math.sqrt(1 - b)
+        f = (v[k] + 1) / 2
+        p_var = torch.exp(f * math.log(b) + (1 - f) * math.log(1 / prec))
+        kl = torch.distributions.kl_divergence(
+            torch.distributions.Normal(q_mean, math.sqrt(1 / prec)), torch.distributions.Normal(p_mean, p_var.sqrt())
+        )
+        assert got[k].item() == pytest.approx(kl.mean().item() / math.log(2), rel=1e-6)
+
+
 def test_vlb_kl_is_zero_at_true_posterior(proc):
     # exact eps (so exact mean) and v = -1 (posterior variance): the KL term vanishes for t > 0.
     g = torch.Generator().manual_seed(4)

@@ -5,11 +5,13 @@ conditioning."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from monai.networks.nets.swin_unetr import compute_mask
 
-from mtddpm.network import MTDDPMNet, NetworkConfig, ResBlock, count_parameters
+from mtddpm.network import MTDDPMNet, NetworkConfig, ResBlock, count_parameters, timestep_embedding
 from mtddpm.swin import SwinTransformerBlock, shifted_window_mask, window_partition, window_reverse
 
 # Reference section 2.3: parameters of every encoder and decoder entry, the middle block, the
@@ -206,6 +208,14 @@ def test_network_time_input_matters_and_shapes(slim_run):
         MTDDPMNet(NetworkConfig(image_size=24))
     with pytest.raises(ValueError, match="one entry per level"):
         MTDDPMNet(NetworkConfig(num_heads=(4, 4)))
+
+
+def test_timestep_embedding_is_the_authors_cos_then_sin():
+    emb = timestep_embedding(torch.tensor([0.0, 999.0]), 128)
+    assert torch.equal(emb[0], torch.cat([torch.ones(64), torch.zeros(64)]))
+    k = torch.arange(64, dtype=torch.float64)
+    freqs = torch.exp(-math.log(10000.0) * k / 64)
+    assert torch.allclose(emb[1].double(), torch.cat([torch.cos(999 * freqs), torch.sin(999 * freqs)]), atol=1e-3)
 
 
 def test_windows_as_large_as_the_map_are_clamped_and_unshifted():
