@@ -59,7 +59,7 @@ def test_schedules_shapes_and_ranges():
     assert abs(math.log(abar_1000) - math.log(abar_4000)) / abs(math.log(abar_1000)) < 0.01
     c = cosine_betas(1000)
     abar = np.cumprod(1 - c)
-    f = lambda t: np.cos((t / 1000 + 0.008) / 1.008 * np.pi / 2) ** 2  # noqa: E731
+    f = lambda t: np.cos((t / 1000 + 0.008) / 1.008 * np.pi / 2) ** 2
     assert np.allclose(abar[:900], f(np.arange(1, 901)) / f(0), rtol=1e-9)
 
 
@@ -383,7 +383,7 @@ def test_spacings_keep_ends(proc):
 
 def test_second_moment_sampler_prefers_high_loss_steps():
     s = SecondMomentTimestepSampler(8, history=3)
-    t, w = s.sample(16, generator=torch.Generator().manual_seed(0))
+    _, w = s.sample(16, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(w, torch.ones(16))  # uniform while warming up
     for _ in range(3):
         s.update(torch.arange(8), torch.tensor([1.0] * 7 + [10.0]))

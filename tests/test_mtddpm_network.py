@@ -77,7 +77,7 @@ def _swin_sizes(net: MTDDPMNet, x: torch.Tensor) -> dict[str, tuple[int, int, in
 def test_window_attention_runs_at_64_32_16_8_px_in_a_256_px_forward_pass():
     net = _meta_paper_net()
     seen = _swin_sizes(net, torch.zeros(1, 1, 256, 256, device="meta"))
-    sizes = lambda prefix: sorted({h for name, (h, w, _) in seen.items() if name.startswith(prefix)})  # noqa: E731
+    sizes = lambda prefix: sorted({h for name, (h, w, _) in seen.items() if name.startswith(prefix)})
     assert sizes("input_blocks") == [8, 16, 32, 64]
     assert sizes("middle_block") == [8]
     assert sizes("output_blocks") == [8, 16, 32, 64]
@@ -118,7 +118,7 @@ def slim_run():
 
 def test_every_encoder_entry_feeds_the_decoder_entry_that_mirrors_it(slim_run):
     """14 pushes (stem, res-blocks, Downsamples) and 14 pops, last in first out."""
-    net, _, enc_out, dec_in, out = slim_run
+    _, _, enc_out, dec_in, out = slim_run
     assert len(enc_out) == len(dec_in) == 14
     for k, x in enumerate(dec_in):
         skip = enc_out[13 - k]

@@ -20,7 +20,13 @@ from genbench.diffusion.options import (
     sample_with_options,
     sampling_chain,
 )
-from genbench.diffusion.process import LOSS_TYPES, VARIANCE_TYPES, GaussianDiffusion, Losses, ModelFn
+from genbench.diffusion.process import (
+    LOSS_TYPES,
+    VARIANCE_TYPES,
+    GaussianDiffusion,
+    Losses,
+    ModelFn,
+)
 from genbench.diffusion.respace import SPACINGS, kept_timesteps, respace, space_timesteps
 from genbench.diffusion.samplers import (
     SAMPLERS,
