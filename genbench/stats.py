@@ -182,6 +182,9 @@ def attach_ci(result: Any, replicates: np.ndarray, boot: Bootstrap, *,
     Sets ``ci``/``ci_method``, records the method, level and replicate count in ``params``, and
     keeps the replicates in ``extra["bootstrap"]`` (the paired model-vs-model test reads them).
     """
+    gather = getattr(boot, "gather_replicates", None)
+    if gather is not None:  # each rank computed a range (genbench.distributed): all of them, in order
+        replicates = gather(replicates)
     reps = np.asarray(replicates, dtype=np.float64)
     value = result.value
     ci = None if value is None else percentile_ci(float(value), reps, boot.level, bounds=bounds)

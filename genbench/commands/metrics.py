@@ -178,6 +178,10 @@ def metrics_command(
     if resize is not None and resize < 8:
         raise UsageError(f"--resize must be >= 8 pixels, got {resize}")
     _check_device(device)
+    from genbench import distributed
+
+    job = distributed.init_from_env(device)  # torchrun / accelerate launch; one process otherwise
+    quiet = quiet or not job.is_main  # only rank 0 draws progress and writes files
     options = EvalOptions(**{"device": device, "seed": seed, "floor": floor or floor_real is not None,
                              "strict": strict,
                              "cache_dir": cache_dir, "use_cache": not no_cache, **eval_overrides})
@@ -197,7 +201,7 @@ def metrics_command(
         images = read_image_folder(path, resize=resize, skip_bad=skip_bad, hu_window=hu, value_range=vr,
                                    progress=not quiet)
         images.meta.setdefault("path", str(path))
-        if images.skipped:
+        if images.skipped and job.is_main:
             err.print(f"[yellow]warning:[/] {label}: skipped {len(images.skipped)} file(s) (listed in the report)",
                       highlight=False)
         sets[label] = images
@@ -212,21 +216,23 @@ def metrics_command(
             extra["train"] = sets["train"]
         report = evaluate(sets["real"], sets["synth"], options, progress=progress, **extra)
 
-    out.print(render_table(report))
-    if report.floor_info and not report.floor_info.get("size_matched"):
-        out.print(f"[yellow]note:[/] floor: {report.floor_info['note']}; pass --floor-real DIR for a "
-                  "size-matched floor.", highlight=False)
-    if json_out is not None:
-        atomic_write_json(json_out, report.to_json())
-        out.print(f"wrote {json_out}", highlight=False)
+    if job.is_main:
+        out.print(render_table(report))
+        if report.floor_info and not report.floor_info.get("size_matched"):
+            out.print(f"[yellow]note:[/] floor: {report.floor_info['note']}; pass --floor-real DIR for a "
+                      "size-matched floor.", highlight=False)
+        if json_out is not None:
+            atomic_write_json(json_out, report.to_json())
+            out.print(f"wrote {json_out}", highlight=False)
 
     failed = [m for m, r in report.requested().items() if r.status == "failed"]
     failed += [f"floor.{m}" for m, r in (report.floor or {}).items()
                if m in report.options.metrics and r.status == "failed"]
     if failed:
-        err.print(f"[bold red]error:[/] metric(s) failed: {', '.join(failed)} (reasons in the table"
-                  f"{' and the JSON' if json_out else ''}); this is a bug in genbench, please report it.",
-                  highlight=False)
+        if job.is_main:
+            err.print(f"[bold red]error:[/] metric(s) failed: {', '.join(failed)} (reasons in the table"
+                      f"{' and the JSON' if json_out else ''}); this is a bug in genbench, please report it.",
+                      highlight=False)
         raise typer.Exit(1)
     if strict:
         missing = report.not_ok()

@@ -228,7 +228,7 @@ def compute_ds_metric(ctx: Any) -> MetricResult:
     with ctx.step("DS", pairs_r + pairs_s) as step:
         def nearest(offset: int) -> Any:
             return lambda images: nearest_ssim(
-                images.images, device=ctx.device,
+                images.images, device=ctx.device, dist=ctx.dist,
                 progress=lambda done, _tot: step.absolute(offset + done, pairs_r + pairs_s))
 
         near_r = ctx.per_set("nearest-ssim", "real", nearest(0))

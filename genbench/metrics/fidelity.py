@@ -568,6 +568,8 @@ def _inception_results(ctx: Any) -> dict[str, MetricResult]:
     def build() -> dict[str, MetricResult]:
         wanted = set(ctx.wanted) & set(REGISTRY.of_family("inception"))
         opts = ctx.options
+        if opts.inception_backend == "torch-fidelity" and not ctx.dist.is_main:
+            return {m: MetricResult.unavailable(m, "computed on rank 0") for m in wanted}
         if opts.inception_backend == "torch-fidelity":
             wpath = resolve_inception_weights(opts.inception_weights)
             return _via_torch_fidelity(ctx.real.images, ctx.synth.images, wanted, wpath,
@@ -588,12 +590,14 @@ def _inception_results(ctx: Any) -> dict[str, MetricResult]:
                 with ctx.step(f"Inception features ({label})", len(images)) as step:
                     feats, _hit = ext.features(images.images, cache_dir=opts.cache_dir,
                                                content_sha256=ctx.sha256(images), progress=step,
-                                               use_cache=opts.use_cache)
+                                               use_cache=opts.use_cache, dist=ctx.dist)
                 return feats
 
             return ctx.per_image(("inception", ext.weights_sha256), label, compute)
 
         fr, fs = features("real"), features("synth")
+        if ctx.dist.enabled and not ctx.dist.is_main and not _splits_replicates(ctx):
+            return {m: MetricResult.unavailable(m, "computed on rank 0") for m in wanted}
         common = {"backbone": BACKBONE, "weights_sha256": ext.weights_sha256, "backend": "genbench",
                   "preprocessing": ext.preprocessing()}
         with ctx.step("IS/FID/KID/PR", 1):
@@ -602,6 +606,14 @@ def _inception_results(ctx: Any) -> dict[str, MetricResult]:
                                          kid_subset_size=opts.kid_subset_size, common=common, boot=ctx.boot)
 
     return ctx.once("inception", build)
+
+
+def _splits_replicates(ctx: Any) -> bool:
+    """Whether this rank computes a share of the bootstrap replicates (then it runs the statistics
+    too; otherwise rank 0 alone does)."""
+    from genbench.distributed import BootstrapShard
+
+    return isinstance(getattr(ctx, "boot", None), BootstrapShard)
 
 
 def compute_is(ctx: Any) -> MetricResult:

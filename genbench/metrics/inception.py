@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -586,13 +587,16 @@ class InceptionFeatureExtractor:
 
     def features(self, images: torch.Tensor, *, cache_dir: str | os.PathLike[str] | None = None,
                  content_sha256: str | None = None, progress: ProgressFn | None = None,
-                 use_cache: bool = True) -> tuple[InceptionFeatures, bool]:
+                 use_cache: bool = True, dist: Any = None) -> tuple[InceptionFeatures, bool]:
         """Features with the on-disk cache. Returns (features, cache_hit).
 
         ``content_sha256`` is the decoded set's ``ImageSet.sha256()`` (computed here if omitted).
+        ``dist`` (a ``genbench.distributed.Dist``, every rank calling with the same images): the
+        ranks extract whole batches each and every rank gets all rows in input order (the batches
+        are those of one process, so the features are too); rank 0 writes the cache.
         """
         if not use_cache:
-            return self.extract(images, progress), False
+            return self._extract_shared(images, progress, dist), False
         if content_sha256 is None:
             from genbench.imageset import ImageSet
 
@@ -601,13 +605,22 @@ class InceptionFeatureExtractor:
         folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         path = folder / f"inception-{self.cache_key(content_sha256)}.npz"
         cached = _read_cache(path, len(images))
-        if cached is not None:
+        if cached is not None if dist is None else dist.all_true(cached is not None):
             if progress is not None:
                 progress(len(images))
             return cached, True
-        feats = self.extract(images, progress)
-        _write_cache(path, feats)
+        feats = self._extract_shared(images, progress, dist)
+        if dist is None or dist.is_main:
+            _write_cache(path, feats)
         return feats, False
+
+    def _extract_shared(self, images: torch.Tensor, progress: ProgressFn | None, dist: Any) -> InceptionFeatures:
+        """:meth:`extract` divided across the ranks of ``dist`` by whole batches, gathered in order."""
+        if dist is None or not dist.enabled:
+            return self.extract(images, progress)
+        rows = dist.shard(len(images), align=self.batch_size)
+        local = self.extract(images[rows.start:rows.stop], dist.progress_scaled(progress, len(images)))
+        return InceptionFeatures(dist.gather_rows(local.pool3), dist.gather_rows(local.logits))
 
 
 def _read_cache(path: Path, n: int) -> InceptionFeatures | None:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from genbench import __version__
+from genbench.distributed import LOCAL, Dist
 from genbench.errors import GenbenchError, UsageError
 from genbench.imageset import ImageSet
 from genbench.metrics.registry import REGISTRY
@@ -103,6 +104,10 @@ class EvalOptions:
     c2st_permutations: int = field(default=0, metadata=cli(
         "--c2st-permutations", "C2ST: label permutations for the permutation p-value (each repeats "
         "the whole cross-validation; e.g. 99); 0: exact binomial p only."))
+    # How the report was computed (set by evaluate(); runtime facts, not part of identity: the
+    # values do not depend on them): processes of a torchrun job and their backend.
+    world_size: int = 1
+    dist_backend: str | None = None
 
     def __post_init__(self) -> None:
         self.metrics = parse_metric_names(self.metrics)
@@ -157,6 +162,8 @@ class EvalOptions:
         """What changes the values: everything but runtime settings and where files are."""
         out = self.to_json()
         for key in ("device", "cache_dir", "use_cache", "n_jobs", "strict", "batch_size", "floor"):
+            out.pop(key, None)
+        for key in ("world_size", "dist_backend"):
             out.pop(key, None)
         if self.inception_weights is not None:
             from genbench.metrics.inception import file_sha256
@@ -249,6 +256,7 @@ class MetricContext:
     shared: dict[Any, Any] = field(default_factory=dict)
     local: dict[Any, Any] = field(default_factory=dict)
     sources: dict[str, tuple[ImageSet, np.ndarray | None]] = field(default_factory=dict)
+    dist: Dist = LOCAL  # the torchrun job a ``distributed`` metric divides its work over
 
     @property
     def seed(self) -> int:
@@ -257,8 +265,12 @@ class MetricContext:
     @property
     def boot(self) -> Any:
         """``genbench.stats.Bootstrap`` for this evaluation: pass it to the metric's replicate function
-        and ``genbench.stats.attach_ci`` (replicates count 0 means no intervals: ``boot.enabled``)."""
-        return self.options.boot()
+        and ``genbench.stats.attach_ci`` (replicates count 0 means no intervals: ``boot.enabled``).
+        In a ``distributed`` metric under torchrun: this rank's share of the replicates
+        (``genbench.distributed.BootstrapShard``), put back together by ``attach_ci``."""
+        from genbench.distributed import shard_bootstrap
+
+        return shard_bootstrap(self.options.boot(), self.dist)
 
     def set(self, which: str) -> ImageSet:
         found = {"real": self.real, "synth": self.synth, "train": self.train}.get(which)
@@ -285,7 +297,7 @@ class MetricContext:
         """
         parent, rows = self._source(which)
         key = (kind, self.sha256(parent))
-        if key not in self.shared:
+        if not self._memoised(key):
             self.shared[key] = compute(parent)
         value = self.shared[key]
         if rows is None:
@@ -300,9 +312,14 @@ class MetricContext:
         if rows is not None:
             return self.once((kind, which), lambda: compute(images))
         key = (kind, self.sha256(parent))
-        if key not in self.shared:
+        if not self._memoised(key):
             self.shared[key] = compute(parent)
         return self.shared[key]
+
+    def _memoised(self, key: Any) -> bool:
+        # Under torchrun a memo filled by a rank-0-only metric exists on rank 0 alone: a
+        # distributed computation runs again on every rank unless all of them hold it.
+        return self.dist.all_true(key in self.shared)
 
     def once(self, key: Any, compute: Callable[[], Any]) -> Any:
         """``compute()`` once per context; an exception is remembered and raised again."""
@@ -337,7 +354,15 @@ def _score(ctx: MetricContext, extra_params: dict[str, Any]) -> dict[str, Metric
     out: dict[str, MetricResult] = {}
     for name in ctx.wanted:
         spec = REGISTRY[name]
-        res = _guarded(name, lambda spec=spec: spec.load()(ctx))
+        run_ctx = ctx
+        if ctx.dist.enabled and not spec.distributed:
+            # Not written for several processes: rank 0 computes it alone (the others receive
+            # its result in evaluate()'s broadcast).
+            if not ctx.dist.is_main:
+                out[name] = MetricResult.unavailable(name, "computed on rank 0")
+                continue
+            run_ctx = dataclasses.replace(ctx, dist=LOCAL)  # same memo tables
+        res = _guarded(name, lambda spec=spec, run_ctx=run_ctx: spec.load()(run_ctx))
         res.name = name
         res.params = {**res.params, **extra_params}
         if res.n_real is None:
@@ -356,10 +381,10 @@ def _complete(results: dict[str, MetricResult]) -> dict[str, MetricResult]:
     return full
 
 
-def _resolve_device(device: str) -> str:
-    from genbench.metrics.fidelity import _resolve_device as resolve
+def _resolve_device(device: str, dist: Dist = LOCAL) -> str:
+    from genbench.distributed import resolve_device
 
-    return str(resolve(device))
+    return str(resolve_device(device, dist))
 
 
 def floor_split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -426,18 +451,30 @@ def evaluate(real: ImageSet, synth: ImageSet, options: EvalOptions | None = None
 
         resolve_inception_weights(options.inception_weights)
     shared = _shared if _shared is not None else {}
-    device = _resolve_device(options.device)
+    dist = _job(options.device)
+    options.world_size, options.dist_backend = dist.world_size, dist.backend
+    device = _resolve_device(options.device, dist)
     ctx = MetricContext(real=real, synth=synth, train=train, options=options, device=device,
-                        wanted=options.metrics, progress=progress, shared=shared)
+                        wanted=options.metrics, progress=progress, shared=shared, dist=dist)
     info_real, info_synth = SetInfo.of(real, ctx.sha256(real)), SetInfo.of(synth, ctx.sha256(synth))
     results = _score(ctx, {})
     floor_results, info = None, None
     if options.floor:
-        fctx, info = _floor_context(real, floor_real, train, options, device, progress, shared)
+        fctx, info = _floor_context(real, floor_real, train, options, device, progress, shared, dist)
         floor_results = _score(fctx, {"floor": info})
+    if dist.enabled:  # every rank returns rank 0's results
+        results, floor_results = dist.broadcast_object((results, floor_results))
     return EvalReport(real=info_real, synth=info_synth, metrics=_complete(results),
                       floor=None if floor_results is None else _complete(floor_results),
                       options=options, elapsed_s=time.perf_counter() - t0, floor_info=info)
+
+
+def _job(device: str) -> Dist:
+    """The torchrun / ``accelerate launch`` job this process belongs to (joined here when the
+    environment describes one that nobody has initialised yet), or one process."""
+    from genbench import distributed
+
+    return distributed.current() if distributed.env_world_size() <= 1 else distributed.init_from_env(device)
 
 
 @dataclass
@@ -477,7 +514,7 @@ def floor_plan(n_real: int, n_other: int | None, seed: int) -> FloorPlan:
 
 def _floor_context(real: ImageSet, other: ImageSet | None, train: ImageSet | None, options: EvalOptions,
                    device: str, progress: ProgressFactory | None, shared: dict[Any, Any],
-                   ) -> tuple[MetricContext, dict[str, Any]]:
+                   dist: Dist = LOCAL) -> tuple[MetricContext, dict[str, Any]]:
     plan = floor_plan(len(real), None if other is None else len(other), options.base_seed)
     sources: dict[str, tuple[ImageSet, np.ndarray | None]] = {}
     if other is None:
@@ -499,7 +536,7 @@ def _floor_context(real: ImageSet, other: ImageSet | None, train: ImageSet | Non
             plan.info["train_for_floor"] = "the training set minus the floor's sample"
     fctx = MetricContext(real=f_real, synth=f_synth, train=train, options=options, device=device,
                          wanted=options.metrics, is_floor=True, title="floor: ", progress=progress,
-                         shared=shared, sources=sources)
+                         shared=shared, sources=sources, dist=dist)
     return fctx, plan.info
 
 

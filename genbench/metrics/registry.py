@@ -50,6 +50,9 @@ class MetricSpec:
     groups: tuple[str, ...] = ()
     default: bool = True
     digits: int = 3
+    # True: every rank of a torchrun job runs ``compute``, which divides its work with
+    # ``ctx.dist`` (genbench.distributed); False: rank 0 alone computes the metric.
+    distributed: bool = False
 
     def __post_init__(self) -> None:
         if self.direction not in (-1, 1):
@@ -169,28 +172,28 @@ _r(MetricSpec(
     compute="genbench.metrics.fidelity:compute_is",
     description="Inception Score: confidence and variety of Inception-v3's ImageNet classes "
                 "(as torch-fidelity computes it). Blind to the real set; weak for medical images.",
-    aliases=("isc",), digits=2))
+    aliases=("isc",), digits=2, distributed=True))
 _r(MetricSpec(
     name="fid", title="FID", direction=-1, family="inception",
     compute="genbench.metrics.fidelity:compute_fid",
     description="Fréchet Inception Distance between Gaussians fitted to pool3 features of real and "
                 "synthetic images; biased upwards at small N (compare with the floor at the same N).",
-    digits=2))
+    digits=2, distributed=True))
 _r(MetricSpec(
     name="kid", title="KID", direction=-1, family="inception",
     compute="genbench.metrics.fidelity:compute_kid",
     description="Kernel Inception Distance (unbiased polynomial-kernel MMD over subsets); prefer it "
-                "to FID for the few-hundred-image sets typical in medicine.", digits=4))
+                "to FID for the few-hundred-image sets typical in medicine.", digits=4, distributed=True))
 _r(MetricSpec(
     name="precision", title="Precision", direction=+1, family="inception",
     compute="genbench.metrics.fidelity:compute_precision",
     description="Share of synthetic images inside the real feature manifold (k-NN balls, k=3): fidelity.",
-    groups=("prc", "pr")))
+    groups=("prc", "pr"), distributed=True))
 _r(MetricSpec(
     name="recall", title="Recall", direction=+1, family="inception",
     compute="genbench.metrics.fidelity:compute_recall",
     description="Share of real images inside the synthetic feature manifold: coverage / diversity.",
-    groups=("prc", "pr")))
+    groups=("prc", "pr"), distributed=True))
 _r(MetricSpec(
     name="fds", title="FDS", direction=-1, family="pixels",
     compute="genbench.metrics.fds:compute_fds_metric",
@@ -200,7 +203,8 @@ _r(MetricSpec(
     name="ds", title="DS", direction=-1, family="pixels",
     compute="genbench.metrics.ds:compute_ds_metric",
     description="Diversity score (the paper's): KL between the real and synthetic histograms of each "
-                "image's nearest-neighbour SSIM within its own set; catches collapse and noise."))
+                "image's nearest-neighbour SSIM within its own set; catches collapse and noise.",
+    distributed=True))
 _r(MetricSpec(
     name="mem", title="Mem (privacy)", direction=-1, family="train",
     compute="genbench.metrics.mem:compute_mem_metric",

@@ -200,6 +200,7 @@ def nearest_ssim(
     block: int | None = None,
     engine: str = "auto",
     stats_cache_bytes: int = 1 << 30,
+    dist: Any = None,
 ) -> np.ndarray:
     """Each image's maximum SSIM against all other images of the same set, shape (N,), float64.
 
@@ -207,6 +208,8 @@ def nearest_ssim(
     ``engine``: "numba" (CPU kernels), "torch" (batched tiles on ``device``), or "auto" (numba
     on CPU, torch elsewhere). ``block``: images per tile side (default 64 numba, 32 torch).
     ``stats_cache_bytes`` bounds the cached per-block statistics (recomputed when evicted).
+    ``dist`` (a ``genbench.distributed.Dist``, every rank calling with the same images): each rank
+    runs about 1/K of the pairs and the maxima are combined (exactly) on every rank.
     """
     x = _as_stack(images, "nearest_ssim")
     dev = torch.device(device)
@@ -222,6 +225,7 @@ def nearest_ssim(
     run_tile = _numba_runner(x, x, stats_cache_bytes) if engine == "numba" else _torch_runner(
         x, x, dev, stats_cache_bytes
     )
+    tiles, progress, total_here = _share_tiles(tiles, total, progress, dist)
     for i0, i1, j0, j1 in tiles:
         pa, pb = _tile_pairs(i0, i1, j0, j1)
         if pa.size == 0:
@@ -232,8 +236,23 @@ def nearest_ssim(
         np.maximum.at(best, pb + j0, vals)
         done += pa.size
         if progress is not None:
-            progress(done, total)
-    return best
+            progress(done, total_here)
+    return best if dist is None else dist.all_reduce(best, "max")
+
+
+def _share_tiles(tiles: list[tuple[int, int, int, int]], total: int, progress: Progress | None,
+                 dist: Any) -> tuple[list[tuple[int, int, int, int]], Progress | None, int]:
+    """This rank's contiguous run of tiles (about total/K pairs) under ``dist``; progress is shown
+    by rank 0 only, scaled from its own pairs to the whole job's."""
+    if dist is None or not dist.enabled:
+        return tiles, progress, total
+    weights = [(i1 - i0) * (i1 - i0 - 1) // 2 if i0 == j0 else (i1 - i0) * (j1 - j0) for i0, i1, j0, j1 in tiles]
+    mine = dist.share(tiles, weights)
+    chosen = set(mine)
+    here = sum(w for t, w in zip(tiles, weights) if t in chosen) or 1
+    if progress is None or not dist.is_main:
+        return mine, None, here
+    return mine, (lambda done, _here: progress(min(total, done * total // here), total)), here
 
 
 def _resolve_engine(engine: str, dev: torch.device, who: str) -> str:
