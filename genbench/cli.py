@@ -6,6 +6,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape  # messages may hold brackets (paths, gloo's "[.../pair.cc:561]")
 
 from genbench import __version__
 from genbench.errors import GenbenchError
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rc = app(args=argv, standalone_mode=False)  # click returns typer.Exit's code here
     except GenbenchError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return exc.exit_code
     except typer.Exit as exc:
         return exc.exit_code
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             err_console.print(f"[bold red]error:[/] {_usage_line(exc)}", highlight=False, soft_wrap=True)
             return 2
         err_console.print(
-            f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
+            f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}\n"
             "This is a bug in genbench; please report it with the command you ran "
             "(set GENBENCH_DEBUG=1 for the traceback).",
             highlight=False,

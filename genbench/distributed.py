@@ -51,6 +51,7 @@ __all__ = [
     "current",
     "env_world_size",
     "init_from_env",
+    "is_main_process",
     "resolve_device",
     "shard_bootstrap",
 ]
@@ -248,6 +249,18 @@ def current() -> Dist:
         return LOCAL
     return Dist(rank=td.get_rank(), world_size=world, local_rank=int(os.environ.get("LOCAL_RANK", "0")),
                 backend=str(td.get_backend()))
+
+
+def is_main_process() -> bool:
+    """Whether this process is rank 0 (or alone). Before any process group exists, torchrun's
+    ``RANK`` says, so that a command can decide who prints before the group is joined."""
+    job = current()
+    if job.enabled:
+        return job.is_main
+    try:
+        return int(os.environ.get("RANK", "0") or 0) == 0
+    except ValueError:
+        return True
 
 
 def _wants_cuda(device: str) -> bool:

@@ -176,8 +176,11 @@ class Reporter:
     def __init__(self, console: Any = None, quiet: bool = False) -> None:
         from rich.console import Console
 
+        from genbench.distributed import is_main_process
+
         self.console = console or Console(stderr=True)
-        self.quiet = quiet
+        self.main = is_main_process()  # under torchrun only rank 0 speaks
+        self.quiet = quiet or not self.main
         self._notices: set[str] = set()
 
     def say(self, text: str) -> None:
@@ -186,7 +189,7 @@ class Reporter:
 
     def notice(self, text: str) -> None:
         """A message printed at most once per run (e.g. missing weights)."""
-        if text not in self._notices:
+        if text not in self._notices and self.main:
             self._notices.add(text)
             self.console.print(f"[bold yellow]notice:[/] {text}", highlight=False, soft_wrap=True)
 
@@ -435,7 +438,7 @@ class Runner:
         store = StageStore(folder)
         key = content_key(stage="floor", data=data_key, test=test.sha256(),
                           eval=settings.identity())
-        if not self.cfg.force and store.done("floor", key):
+        if _from_main(not self.cfg.force and store.done("floor", key) is not None):
             self.say.say("floor: done (cached)")
             return json.loads((folder / "metrics.json").read_text())
         t0 = time.time()
@@ -444,9 +447,11 @@ class Runner:
         with self.say.bar("real-vs-real floor: evaluate", None) as bar:
             report = floor(test, settings.options(self._cache_dir()), progress=bar.subtasks)
         obj = report.to_json()
-        out = atomic_write_json(folder / "metrics.json", obj)
-        if self._record_unless_failed("floor", obj):
-            store.complete("floor", key, [out], started=t0)
+        if self.say.main:  # under torchrun every rank has the report; rank 0 writes it
+            out = atomic_write_json(folder / "metrics.json", obj)
+            if self._record_unless_failed("floor", obj):
+                store.complete("floor", key, [out], started=t0)
+        _barrier()
         self.say.say(f"floor: evaluated in {time.time() - t0:.1f} s")
         return obj
 
@@ -516,10 +521,26 @@ class Runner:
         bit_depth = self._bit_depth()
         key = content_key(stage="sample", train=train_rec.output_hash, n=n, seed=self.cfg.seed,
                           chunk=SAMPLE_CHUNK, bit_depth=bit_depth)
-        rec = None if self.cfg.force else store.done("sample", key)
-        if rec is not None:
-            self.say.say(f"{name}: sample done (cached, {n} images)")
+        if not self.say.main:
+            # Under torchrun rank 0 samples (or finds them cached) and writes; the others use its
+            # record: their own weights file hash need not be rank 0's (DDP runs have ended with
+            # ranks differing in the last bits), and every rank must score the same images.
+            _barrier()
+            rec = store.read("sample")
+            if rec is None:
+                raise GenbenchError(f"{name}: rank 0 did not finish sampling (see its error)")
             return rec
+        try:
+            rec = None if self.cfg.force else store.done("sample", key)
+            if rec is not None:
+                self.say.say(f"{name}: sample done (cached, {n} images)")
+                return rec
+            return self._sample_on_main(name, gen, loaded, n, key, bit_depth, store, mdir)
+        finally:
+            _barrier()
+
+    def _sample_on_main(self, name: str, gen: Any, loaded: bool, n: int, key: str, bit_depth: int,
+                        store: StageStore, mdir: Path) -> StageRecord:
         store.invalidate("sample")
         if not loaded:
             gen.load(mdir / FINAL_WEIGHTS)
@@ -571,10 +592,11 @@ class Runner:
         key = content_key(stage="evaluate", samples=sample_rec.output_hash, real=test.sha256(),
                           eval=settings.identity())
         rec = None if self.cfg.force else store.done("evaluate", key)
-        if rec is not None:
+        if _from_main(rec is not None):
             self.say.say(f"{name}: evaluate done (cached)")
             return json.loads((mdir / "metrics.json").read_text())
-        store.invalidate("evaluate")
+        if self.say.main:
+            store.invalidate("evaluate")
         t0 = time.time()
         from genbench.metrics.pipeline import evaluate
 
@@ -585,6 +607,9 @@ class Runner:
             report = evaluate(test, synth, settings.options(self._cache_dir()),
                               progress=bar.subtasks)
         obj = report.to_json()
+        if not self.say.main:  # under torchrun every rank has the report; rank 0 writes it
+            _barrier()
+            return obj
         outputs = []
         fds = report.metrics.get("fds")
         emb = None if fds is None else getattr(fds, "extra", {}).get("embedding")
@@ -597,6 +622,7 @@ class Runner:
         outputs.append(atomic_write_json(mdir / "metrics.json", obj))
         if self._record_unless_failed(name, obj):
             store.complete("evaluate", key, outputs, started=t0)
+        _barrier()
         self.say.say(f"{name}: evaluated in {time.time() - t0:.1f} s")
         return obj
 
@@ -632,6 +658,9 @@ class Runner:
 
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
+        from genbench.distributed import init_from_env
+
+        init_from_env(cfg.device or "auto")  # under torchrun: join the job before any stage decides
         # Fail fast on options a model rejects, before hours of training the others.
         configs = {}
         for name in self.models:
@@ -703,6 +732,9 @@ class Runner:
         """results.json, the three table files and the figures (cheap: always rewritten)."""
         from genbench.report.tables import build_table
 
+        if not self.say.main:
+            return
+
         atomic_write_json(self.root / "results.json", results)
         ok = [results]
         atomic_write_text(self.root / "table.csv", build_table(ok, "csv"))
@@ -714,6 +746,20 @@ class Runner:
             with self.say.bar("figures", None):
                 made = make_figures(self.root, results)
             self.say.say(f"figures: {len(made)} written to {self.root / 'figures'}")
+
+
+def _barrier() -> None:
+    """Under torchrun: wait until rank 0 has written what the next stage may read."""
+    from genbench.distributed import current
+
+    current().barrier()
+
+
+def _from_main(decision: bool) -> bool:
+    """Rank 0's ``decision`` on every rank (a stage is cached or not for all of them at once)."""
+    from genbench.distributed import current
+
+    return bool(current().broadcast_object(decision))
 
 
 def run_benchmark(cfg: RunConfig, reporter: Reporter | None = None) -> dict[str, Any]:

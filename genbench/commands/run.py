@@ -63,12 +63,15 @@ def run(
         overrides=parse_overrides(set_),
         figures=figures,
     )
-    results = run_benchmark(cfg, Reporter(quiet=quiet))
-    print_summary(results)
+    reporter = Reporter(quiet=quiet)
+    results = run_benchmark(cfg, reporter)
     failed = [m for m, e in results["models"].items() if e.get("error")]
-    typer.echo(f"results: {cfg.root / 'results.json'}  table: {cfg.root / 'table.md'}", err=True)
+    if reporter.main:  # under torchrun only rank 0 prints
+        print_summary(results)
+        typer.echo(f"results: {cfg.root / 'results.json'}  table: {cfg.root / 'table.md'}", err=True)
+        if failed:
+            typer.echo(f"{len(failed)} model(s) failed: {', '.join(failed)}", err=True)
     if failed:
-        typer.echo(f"{len(failed)} model(s) failed: {', '.join(failed)}", err=True)
         raise typer.Exit(1)
 
 

@@ -387,11 +387,14 @@ class FeatureExtractor:
 
     def features(self, images: torch.Tensor, *, window: FeatureWindow, mapping: Any = None,
                  cache_dir: str | os.PathLike[str] | None = None, use_cache: bool = True,
-                 progress: ProgressFn | None = None) -> tuple[np.ndarray, bool]:
-        """Features of canonical (N, 1, H, W) images. Returns (features, cache_hit)."""
+                 progress: ProgressFn | None = None, dist: Any = None) -> tuple[np.ndarray, bool]:
+        """Features of canonical (N, 1, H, W) images. Returns (features, cache_hit).
+
+        ``dist`` (a ``genbench.distributed.Dist``): as Inception's, whole batches per rank,
+        all rows on every rank in input order, rank 0 writes the cache."""
         u8 = window.apply(images, mapping)
         if not use_cache:
-            return self.extract(u8, progress), False
+            return self._extract_shared(u8, progress, dist), False
         h = hashlib.sha256(repr(tuple(u8.shape)).encode())
         h.update(u8.cpu().numpy().tobytes())
         key = hashlib.sha256(json.dumps({"pixels": h.hexdigest(), "weights": self.sha256,
@@ -401,16 +404,20 @@ class FeatureExtractor:
 
         folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         path = folder / f"{self.spec.name}-{key}.npy"
+        arr = None
         if path.is_file():
             try:
                 arr = np.load(path, allow_pickle=False)
-                if arr.shape == (len(u8), self.spec.dim):
-                    if progress is not None:
-                        progress(len(u8))
-                    return arr.astype(np.float32, copy=False), True
+                arr = arr if arr.shape == (len(u8), self.spec.dim) else None
             except Exception:  # noqa: BLE001 - a corrupt entry is recomputed
-                pass
-        feats = self.extract(u8, progress)
+                arr = None
+        if arr is not None if dist is None else dist.all_true(arr is not None):
+            if progress is not None:
+                progress(len(u8))
+            return arr.astype(np.float32, copy=False), True
+        feats = self._extract_shared(u8, progress, dist)
+        if dist is not None and not dist.is_main:
+            return feats, False
         try:
             from genbench.io.atomic import atomic_write_bytes
 
@@ -420,6 +427,13 @@ class FeatureExtractor:
         except OSError:
             pass
         return feats, False
+
+    def _extract_shared(self, u8: torch.Tensor, progress: ProgressFn | None, dist: Any) -> np.ndarray:
+        """:meth:`extract` divided across the ranks of ``dist`` by whole batches, gathered in order."""
+        if dist is None or not dist.enabled:
+            return self.extract(u8, progress)
+        rows = dist.shard(len(u8), align=self.batch_size)
+        return dist.gather_rows(self.extract(u8[rows.start:rows.stop], dist.progress_scaled(progress, len(u8))))
 
 
 def random_state_dict(name: str, seed: int = 0, *, official_format: bool = True) -> dict[str, torch.Tensor]:

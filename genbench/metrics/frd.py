@@ -308,13 +308,19 @@ def _default_jobs() -> int:
 def radiomic_features(images: Any, *, masks: np.ndarray | None = None, version: str = "v1",
                       n_jobs: int | None = None, cache_dir: str | os.PathLike[str] | None = None,
                       use_cache: bool = True, memo: dict[str, Any] | None = None,
-                      progress: ProgressFn | None = None) -> RadiomicFeatures:
+                      progress: ProgressFn | None = None, dist: Any = None) -> RadiomicFeatures:
     """Radiomic features of every image, from the cache where possible.
 
     ``images``: an ImageSet, canonical float (N, 1, H, W), or uint8 (N, H, W). ``masks``: None
     (whole image) or bool (N, H, W). ``memo``: an in-memory dict shared between calls (per-image
     key -> features), consulted before the disk. ``progress(done, total)`` after each image.
+    ``dist`` (a ``genbench.distributed.Dist``): each rank extracts a contiguous share of the images
+    (caching its own per-image entries) and every rank gets all of them in input order.
     """
+    if dist is not None and dist.enabled:
+        return _radiomic_features_shared(images, dist, masks=masks, version=version, n_jobs=n_jobs,
+                                         cache_dir=cache_dir, use_cache=use_cache, memo=memo,
+                                         progress=progress)
     t0 = time.perf_counter()
     version = check_version(version)
     u8 = to_uint8_images(images)
@@ -391,6 +397,36 @@ def radiomic_features(images: Any, *, masks: np.ndarray | None = None, version: 
               else np.zeros((0, len(names))))
     return RadiomicFeatures(values=values, names=tuple(names), kept=kept, n_extracted=len(tasks),
                             elapsed_s=time.perf_counter() - t0, settings=settings)
+
+
+def _radiomic_features_shared(images: Any, dist: Any, *, masks: np.ndarray | None, n_jobs: int | None,
+                              progress: ProgressFn | None, **kwargs: Any) -> RadiomicFeatures:
+    t0 = time.perf_counter()
+    u8 = to_uint8_images(images)
+    n = len(u8)
+    lo, hi = dist.bounds(n)[dist.rank]
+    if n_jobs is None:  # the machine's cores are shared by its ranks
+        n_jobs = max(1, _default_jobs() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+    shown = None
+    if progress is not None and dist.is_main:
+        shown = lambda done, _total: progress(min(n, done * dist.world_size), n)
+    try:
+        own = radiomic_features(u8[lo:hi], masks=None if masks is None else masks[lo:hi], n_jobs=n_jobs,
+                                progress=shown, **kwargs)
+        part: tuple[Any, ...] = (own.values, own.names, own.kept, own.n_extracted, None)
+    except GenbenchError as exc:  # e.g. every mask of this share empty: another share may have rows
+        part = (None, None, np.zeros(hi - lo, dtype=bool), hi - lo, str(exc))
+    parts = dist.gather_objects(part)
+    names = next((p[1] for p in parts if p[1] is not None), None)
+    if names is None:
+        raise GenbenchError(parts[0][4])
+    if any(p[1] is not None and tuple(p[1]) != tuple(names) for p in parts):
+        raise GenbenchError("FRD: the ranks' radiomic feature lists differ (different package versions?)")
+    values = [p[0] for p in parts if p[0] is not None and len(p[0])]
+    return RadiomicFeatures(values=np.concatenate(values) if values else np.zeros((0, len(names))),
+                            names=tuple(names), kept=np.concatenate([p[2] for p in parts]),
+                            n_extracted=sum(p[3] for p in parts), elapsed_s=time.perf_counter() - t0,
+                            settings=extraction_settings(kwargs.get("version", "v1")))
 
 
 # ---------------------------------------------------------------------------------------------
