@@ -23,9 +23,9 @@ import pytest
 import torch
 
 try:
-    from _inception_fixtures import inception_material
+    from _inception_fixtures import inception_material, structured_images, write_pngs
 except ImportError:
-    from tests._inception_fixtures import inception_material  # noqa: F401
+    from tests._inception_fixtures import inception_material, structured_images, write_pngs  # noqa: F401
 
 from genbench.cli import main
 from genbench.distributed import LOCAL, BootstrapShard, Dist, resolve_device, shard_bootstrap
@@ -89,15 +89,13 @@ def test_bootstrap_shards_number_replicates_globally():
 
 
 def test_attach_ci_gathers_a_split_bootstrap():
-    class Fake:
-        def __init__(self) -> None:
-            self.value, self.params, self.extra, self.ci, self.ci_method = 1.0, {}, {}, None, None
+    from genbench.metrics.result import MetricResult
 
     class Gathering(BootstrapShard):
         def gather_replicates(self, local):  # what the other rank would contribute
             return np.concatenate([np.asarray(local), np.array([3.0, 4.0])])
 
-    res = Fake()
+    res = MetricResult(name="x", value=1.0)
     attach_ci(res, np.array([0.5, 2.0]), Gathering(replicates=2, seed=0, start=0, total=4), bounds=(0, None))
     assert np.array_equal(res.extra["bootstrap"], [0.5, 2.0, 3.0, 4.0])
     assert res.params["bootstrap_replicates"] == 4
@@ -106,7 +104,8 @@ def test_attach_ci_gathers_a_split_bootstrap():
 # ---------------------------------------------------------------------------------------------
 # Two gloo processes.
 
-WORKER = textwrap.dedent(
+METRICS = "is,fid,kid,prc,fds,ds,mem"
+WORKER = f"METRICS = {METRICS!r}\n" + textwrap.dedent(
     """
     import contextlib, io, json, sys
     import numpy as np, torch
@@ -115,7 +114,7 @@ WORKER = textwrap.dedent(
     from genbench.distributed import LOCAL, shard_bootstrap
     from genbench.stats import Bootstrap
 
-    weights, real_dir, synth_dir, json_out, out = sys.argv[1:6]
+    weights, real_dir, synth_dir, train_dir, json_out, out = sys.argv[1:7]
     job = distributed.init_from_env("cpu")
     r = job.rank
     res = {"rank": r, "world": job.world_size, "backend": job.backend}
@@ -146,6 +145,13 @@ WORKER = textwrap.dedent(
     ssim._tile_pairs = tile_pairs
     near_1 = ssim.nearest_ssim(x, block=4)
     res["near_d"], res["near_1"] = near_d.tolist(), near_1.tolist()
+
+    # Cross-set engine: references 0-3 go to rank 0, 4-10 to rank 1; refs 9 and 10 repeat refs 0
+    # and 1, so queries 3 and 4 reach their maximum on both ranks: the lowest index must win.
+    refs = np.concatenate([x[3:12], x[3:5]])
+    cv_d, ci_d = ssim.nearest_ssim_cross(x[:9], refs, block=4, query_block=9, dist=job)
+    cv_1, ci_1 = ssim.nearest_ssim_cross(x[:9], refs, block=4, query_block=9)
+    res["cross_d"], res["cross_1"] = [cv_d.tolist(), ci_d.tolist()], [cv_1.tolist(), ci_1.tolist()]
 
     # Bootstrap split across ranks: DS's interval and replicates.
     from genbench.metrics.ds import ds_from_nearest
@@ -181,13 +187,21 @@ WORKER = textwrap.dedent(
         res["report"] = {p: {n: (v.status, v.value) for n, v in getattr(rep, p).items()} for p in ("metrics", "floor")}
         return rep
     pipeline.evaluate = recording
+    import genbench.stats as gstats
+    draws = {"n": 0}
+    resample = gstats.resample
+    def counting_resample(*a, **k):
+        draws["n"] += 1
+        return resample(*a, **k)
+    gstats.resample = counting_resample
     so, se = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(so), contextlib.redirect_stderr(se):
-        rc = main(["metrics", real_dir, synth_dir, "--metrics", "is,fid,kid,prc,fds,ds", "--fds-seeds", "1",
+        rc = main(["metrics", real_dir, synth_dir, "--metrics", METRICS, "--fds-seeds", "1", "--train", train_dir,
                    "--inception-weights", weights, "--device", "cpu", "--floor", "--batch-size", "4",
-                   "--no-cache", "--json", json_out])
+                   "--bootstrap", "50", "--no-cache", "--json", json_out])
     res["rc"], res["stdout"], res["stderr"] = rc, so.getvalue(), se.getvalue()
     res["tsne_calls"] = calls["tsne"]
+    res["draws"] = draws["n"]
     with open(f"{out}.{r}.json", "w") as fh:
         json.dump(res, fh)
     """
@@ -207,6 +221,8 @@ def _rel(a: float, b: float) -> float:
 @pytest.mark.timeout(400)  # two interpreter start-ups: ~25 s idle, longer on a busy 2-core box
 def test_two_gloo_processes_give_one_process_numbers(inception_material, tmp_path, capsys):
     m = inception_material
+    # A training set holding half of the synthetic images: mem has copies to find.
+    train_dir = write_pngs(np.concatenate([m.synth_u8[:10], structured_images(10, 32, seed=3)]), tmp_path / "train")
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     two_json = tmp_path / "two" / "metrics.json"
@@ -215,7 +231,7 @@ def test_two_gloo_processes_give_one_process_numbers(inception_material, tmp_pat
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
          "--master_port", str(_free_port()), str(script), str(m.weights), str(m.real_dir), str(m.synth_dir),
-         str(two_json), str(tmp_path / "out")],
+         str(train_dir), str(two_json), str(tmp_path / "out")],
         check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=380)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     r0, r1 = (json.loads((tmp_path / f"out.{r}.json").read_text()) for r in (0, 1))
@@ -235,6 +251,10 @@ def test_two_gloo_processes_give_one_process_numbers(inception_material, tmp_pat
     assert r0["pairs_here"] + r1["pairs_here"] == total
     assert max(r0["pairs_here"], r1["pairs_here"]) < 0.65 * total
 
+    # Cross-set engine: values bitwise, indices equal, the lowest index across ranks on a tie.
+    assert r0["cross_d"] == r0["cross_1"] == r1["cross_d"]
+    assert r0["cross_d"][1][3:5] == [0, 1]
+
     # Bootstrap: the same replicates in the same order, so the same interval, whatever K.
     assert r0["reps_d"] == r0["reps_1"] == r1["reps_d"] and len(r0["reps_d"]) == 37
     assert r0["ci_d"] == r0["ci_1"] and r0["boot_params"] == 37
@@ -248,6 +268,9 @@ def test_two_gloo_processes_give_one_process_numbers(inception_material, tmp_pat
     assert "genbench metrics" in r0["stdout"] and r1["stdout"] == "" and r1["stderr"] == ""
     assert r0["tsne_calls"] == 2 and r1["tsne_calls"] == 0  # FDS (model and floor) on rank 0 only
     assert r1["report"] == r0["report"]  # every rank's evaluate() returns rank 0's results
+    # Bootstrap replicates of the distributed metrics are split: rank 1 draws about as many
+    # resamples as rank 0 (which also runs FDS's alone).
+    assert 0.3 * r0["draws"] < r1["draws"] < r0["draws"]
     two = json.loads(two_json.read_text())
     assert two["options"]["world_size"] == 2 and two["options"]["dist_backend"] == "gloo"
 
@@ -255,9 +278,9 @@ def test_two_gloo_processes_give_one_process_numbers(inception_material, tmp_pat
     torch.set_num_threads(1)  # the workers' setting: the same floating-point path
     try:
         one_json = tmp_path / "one.json"
-        rc = main(["metrics", str(m.real_dir), str(m.synth_dir), "--metrics", "is,fid,kid,prc,fds,ds",
+        rc = main(["metrics", str(m.real_dir), str(m.synth_dir), "--metrics", METRICS, "--train", str(train_dir),
                    "--fds-seeds", "1", "--inception-weights", str(m.weights), "--device", "cpu", "--floor",
-                   "--batch-size", "4", "--no-cache", "--json", str(one_json), "-q"])
+                   "--batch-size", "4", "--bootstrap", "50", "--no-cache", "--json", str(one_json), "-q"])
     finally:
         torch.set_num_threads(threads)
     capsys.readouterr()
@@ -265,11 +288,17 @@ def test_two_gloo_processes_give_one_process_numbers(inception_material, tmp_pat
     one = json.loads(one_json.read_text())
     assert one["options"]["world_size"] == 1 and one["options"]["dist_backend"] is None
     for part in ("metrics", "floor"):
-        for name in ("is", "fid", "kid", "precision", "recall", "fds", "ds"):
+        for name in ("is", "fid", "kid", "precision", "recall", "fds", "ds", "mem"):
             a, b = one[part][name], two[part][name]
             assert a["status"] == b["status"] == "ok", (part, name, a["reason"], b["reason"])
             assert _rel(a["value"], b["value"]) <= 1e-9, (part, name, a["value"], b["value"])
             if a.get("std") is not None:
                 assert math.isclose(a["std"], b["std"], rel_tol=1e-9, abs_tol=1e-12)
+            assert a["ci"] is not None and len(a["ci"]) == 2, (part, name)
+            for lo_hi_a, lo_hi_b in zip(a["ci"], b["ci"]):  # replicates split across ranks: same CI
+                assert math.isclose(lo_hi_a, lo_hi_b, rel_tol=1e-9, abs_tol=1e-12), (part, name, a["ci"], b["ci"])
         for key in ("nearest_ssim_real", "nearest_ssim_synth"):  # bitwise
             assert one[part]["ds"][key] == two[part]["ds"][key]
+        for key in ("nearest_train_ssim_real", "nearest_train_ssim_synth", "nearest_train_pearson_synth"):
+            assert one[part]["mem"][key] == two[part]["mem"][key]
+    assert two["metrics"]["mem"]["value"] >= 0.4  # the copies were found

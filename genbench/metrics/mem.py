@@ -270,16 +270,26 @@ def _max_over_transforms(one: Callable[[torch.Tensor, torch.Tensor, Progress | N
 
 def nearest_training(images: Any, train: Any, *, measure: str = "ssim",
                      transforms: tuple[Transform, ...] = (Transform(),),
-                     device: str | torch.device = "cpu", progress: Progress | None = None) -> Nearest:
+                     device: str | torch.device = "cpu", progress: Progress | None = None,
+                     dist: Any = None) -> Nearest:
     """Nearest training image of every image of ``images`` under ``measure`` ('ssim' or 'pearson'),
-    searched over the views ``transforms`` of the training images."""
+    searched over the views ``transforms`` of the training images. ``dist`` (a
+    ``genbench.distributed.Dist``): the SSIM tiles, or the Pearson query blocks, are divided
+    among the ranks and the results combined exactly on every rank."""
     x, t = _stack(images), _stack(train)
     if measure == "ssim":
         def one(q: torch.Tensor, ref: torch.Tensor, prog: Progress | None) -> tuple[np.ndarray, np.ndarray]:
-            return nearest_ssim_cross(q, ref, device=device, progress=prog)
+            return nearest_ssim_cross(q, ref, device=device, progress=prog, dist=dist)
     elif measure == "pearson":
         def one(q: torch.Tensor, ref: torch.Tensor, prog: Progress | None) -> tuple[np.ndarray, np.ndarray]:
-            return nearest_pearson(q, ref, device=device, progress=prog)
+            if dist is None or not dist.enabled:
+                return nearest_pearson(q, ref, device=device, progress=prog)
+            rows = dist.shard(q.shape[0], align=512)  # nearest_pearson's query blocks, whole
+            n = q.shape[0] * ref.shape[0]
+            shown = None if prog is None or not dist.is_main else (
+                lambda d, _t: prog(min(n, d * dist.world_size), n))
+            v, j = nearest_pearson(q[rows.start:rows.stop], ref, device=device, progress=shown)
+            return dist.gather_rows(v), dist.gather_rows(j)
     else:
         raise UsageError(f"nearest_training: measure must be 'ssim' or 'pearson', got {measure!r}")
     return _max_over_transforms(one, x, t, transforms, progress)
@@ -628,7 +638,7 @@ def _inception_nearest_sets(ctx: Any, train: Any) -> tuple[Nearest, Nearest, str
             with ctx.step(f"Inception features ({which})", len(images)) as step:
                 feats, _hit = ext.features(images.images, cache_dir=opts.cache_dir,
                                            content_sha256=ctx.sha256(images), progress=step,
-                                           use_cache=opts.use_cache)
+                                           use_cache=opts.use_cache, dist=ctx.dist)
             return feats
 
         return ctx.per_image(("inception", ext.weights_sha256), which, compute).pool3
@@ -674,7 +684,7 @@ def compute_mem_metric(ctx: Any) -> MetricResult:
             for which in ("real", "synth"):
                 def search(images: Any, measure: str = measure, off: int = offset) -> Nearest:
                     return nearest_training(images.images, xt, measure=measure, transforms=views,
-                                            device=ctx.device,
+                                            device=ctx.device, dist=ctx.dist,
                                             progress=lambda d, _t: step.absolute(off + d, total))
 
                 kind = ("mem-nearest", measure, sha_train, tuple(t.name for t in views))

@@ -211,7 +211,7 @@ _r(MetricSpec(
     description="Memorisation audit: share of synthetic images closer (exact SSIM) to a training "
                 "image than the --mem-quantile of held-out real images are; ideal ~ 1 - quantile, "
                 "a copier 1. Needs the training set (--train; genbench run passes it).",
-    aliases=("memorisation", "memorization"), groups=("privacy",)))
+    aliases=("memorisation", "memorization"), groups=("privacy",), distributed=True))
 _r(MetricSpec(
     name="c2st", title="C2ST", direction=-1, family="pixels",
     compute="genbench.metrics.c2st:compute_c2st",

@@ -225,7 +225,8 @@ def nearest_ssim(
     run_tile = _numba_runner(x, x, stats_cache_bytes) if engine == "numba" else _torch_runner(
         x, x, dev, stats_cache_bytes
     )
-    tiles, progress, total_here = _share_tiles(tiles, total, progress, dist)
+    weights = [(i1 - i0) * (i1 - i0 - 1) // 2 if i0 == j0 else (i1 - i0) * (j1 - j0) for i0, i1, j0, j1 in tiles]
+    tiles, progress, total_here = _share_tiles(tiles, weights, total, progress, dist)
     for i0, i1, j0, j1 in tiles:
         pa, pb = _tile_pairs(i0, i1, j0, j1)
         if pa.size == 0:
@@ -240,13 +241,12 @@ def nearest_ssim(
     return best if dist is None else dist.all_reduce(best, "max")
 
 
-def _share_tiles(tiles: list[tuple[int, int, int, int]], total: int, progress: Progress | None,
-                 dist: Any) -> tuple[list[tuple[int, int, int, int]], Progress | None, int]:
-    """This rank's contiguous run of tiles (about total/K pairs) under ``dist``; progress is shown
-    by rank 0 only, scaled from its own pairs to the whole job's."""
+def _share_tiles(tiles: list[tuple[int, int, int, int]], weights: list[int], total: int,
+                 progress: Progress | None, dist: Any) -> tuple[list[tuple[int, int, int, int]], Progress | None, int]:
+    """This rank's contiguous run of tiles (about total/K pairs; ``weights``: pairs per tile) under
+    ``dist``; progress is shown by rank 0 only, scaled from its own pairs to the whole job's."""
     if dist is None or not dist.enabled:
         return tiles, progress, total
-    weights = [(i1 - i0) * (i1 - i0 - 1) // 2 if i0 == j0 else (i1 - i0) * (j1 - j0) for i0, i1, j0, j1 in tiles]
     mine = dist.share(tiles, weights)
     chosen = set(mine)
     here = sum(w for t, w in zip(tiles, weights) if t in chosen) or 1
@@ -298,6 +298,7 @@ def nearest_ssim_cross(
     query_block: int | None = None,
     engine: str = "auto",
     stats_cache_bytes: int = 1 << 30,
+    dist: Any = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each query image's maximum SSIM over all reference images, and the index of that image.
 
@@ -311,6 +312,8 @@ def nearest_ssim_cross(
     and the reference blocks are swept past it, so the statistics of the reference set are
     recomputed at most once per query block (fewer when ``stats_cache_bytes`` holds them).
     Memory: both sets, one tile, and the bounded statistics cache; never N_q x N_r.
+    ``dist`` (a ``genbench.distributed.Dist``, every rank calling with the same images): each rank
+    runs about 1/K of the pairs; maxima and their indices (lowest on ties) are combined exactly.
     """
     xq = _as_stack(queries, "nearest_ssim_cross (queries)", min_n=1)
     xr = _as_stack(refs, "nearest_ssim_cross (references)", min_n=1)
@@ -330,7 +333,10 @@ def nearest_ssim_cross(
     run_tile = (_numba_runner(xq, xr, stats_cache_bytes) if engine == "numba"
                 else _torch_runner(xq, xr, dev, stats_cache_bytes))
     pair_cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
-    for i0, i1, j0, j1 in _cross_tiles(nq, nr, query_block, block):
+    tiles = _cross_tiles(nq, nr, query_block, block)
+    tiles, progress, total_here = _share_tiles(tiles, [(i1 - i0) * (j1 - j0) for i0, i1, j0, j1 in tiles],
+                                               total, progress, dist)
+    for i0, i1, j0, j1 in tiles:
         shape = (i1 - i0, j1 - j0)
         if shape not in pair_cache:
             pair_cache[shape] = _cross_tile_pairs(*shape)
@@ -346,7 +352,13 @@ def nearest_ssim_cross(
         cur_j[better] = j[better] + j0
         done += pa.size
         if progress is not None:
-            progress(done, total)
+            progress(done, total_here)
+    if dist is not None and dist.enabled:
+        top = dist.all_reduce(best, "max")
+        # The lowest index among the ranks that reached the maximum (a rank that never saw a
+        # query holds -inf there).
+        arg = dist.all_reduce(np.where(best == top, arg, np.iinfo(np.int64).max), "min")
+        best = top
     return best, arg
 
 
