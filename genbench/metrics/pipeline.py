@@ -108,6 +108,9 @@ class EvalOptions:
     # values do not depend on them): processes of a torchrun job and their backend.
     world_size: int = 1
     dist_backend: str | None = None
+    # False: compute in this process alone even under torchrun (e.g. inside
+    # ``if accelerator.is_main_process:``); True: every rank of the job must call evaluate().
+    distributed: bool = True
 
     def __post_init__(self) -> None:
         self.metrics = parse_metric_names(self.metrics)
@@ -163,7 +166,7 @@ class EvalOptions:
         out = self.to_json()
         for key in ("device", "cache_dir", "use_cache", "n_jobs", "strict", "batch_size", "floor"):
             out.pop(key, None)
-        for key in ("world_size", "dist_backend"):
+        for key in ("world_size", "dist_backend", "distributed"):
             out.pop(key, None)
         if self.inception_weights is not None:
             from genbench.metrics.inception import file_sha256
@@ -451,7 +454,7 @@ def evaluate(real: ImageSet, synth: ImageSet, options: EvalOptions | None = None
 
         resolve_inception_weights(options.inception_weights)
     shared = _shared if _shared is not None else {}
-    dist = _job(options.device)
+    dist = _job(options.device) if options.distributed else LOCAL
     options.world_size, options.dist_backend = dist.world_size, dist.backend
     device = _resolve_device(options.device, dist)
     ctx = MetricContext(real=real, synth=synth, train=train, options=options, device=device,
