@@ -62,6 +62,7 @@ The real-vs-real floor scores the held-out set against an equally sized sample o
 images: what &ldquo;indistinguishable&rdquo; reads at this sample size. n/a: not computed or
 unavailable (see the notes below).</p>
 {% if notes %}<h3>Notes</h3><ul>{% for n in notes %}<li>{{ n }}</li>{% endfor %}</ul>{% endif %}
+{{ utility_html | safe }}
 
 <h2>Figures</h2>
 {% for f in figures %}
@@ -197,6 +198,7 @@ def build_html(run_dir: str | Path) -> str:
         data=results.get("data") or {},
         root=str(root),
         table_html=table_html(collect([results])),
+        utility_html=__import__("genbench.report.utility", fromlist=["x"]).utility_html(results),
         notes=_notes(results),
         figures=figures,
         models=models,

@@ -420,11 +420,13 @@ def build_table(
     fmt = {"markdown": "md", "tex": "latex"}.get(fmt, fmt)
     if fmt not in FORMATS:
         raise UsageError(f"unknown table format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    from genbench.report import utility as ut  # the Utility block, when the results have one
+
     table = collect(results, metrics)
     if fmt == "csv":
-        return to_csv(table)
+        return ut.append_csv(to_csv(table), results)
     if fmt == "json":
-        return to_json(table)
+        return ut.append_json(to_json(table), results)
     if fmt == "md":
-        return to_markdown(table)
-    return to_latex(table, standalone=standalone)
+        return to_markdown(table) + ut.utility_markdown(results)
+    return ut.append_latex(to_latex(table, standalone=standalone), results, standalone)
