@@ -86,7 +86,7 @@ class ClassifierConfig:
 
 # Budgets by run preset: quick (CPU, minutes for the whole experiment) and paper (GPU).
 PRESETS: dict[str, dict[str, Any]] = {
-    "quick": {"arch": "resnet18", "steps": 300, "batch_size": 32},
+    "quick": {"arch": "resnet18-narrow", "steps": 300, "batch_size": 32},
     "paper": {"arch": "densenet121", "steps": 3000, "batch_size": 32},
     "test": {"arch": "tiny", "steps": 150, "batch_size": 32},
 }
