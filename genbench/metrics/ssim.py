@@ -484,7 +484,7 @@ def ssim_matrix(
     out = np.eye(n, dtype=np.float64)
     total = n * (n - 1) // 2
     done = 0
-    run_tile = _numba_runner(x, 1 << 30) if engine == "numba" else _torch_runner(x, dev, 1 << 30)
+    run_tile = _numba_runner(x, x, 1 << 30) if engine == "numba" else _torch_runner(x, dev, 1 << 30)
     for i0, i1, j0, j1 in _tiles(n, block):
         pa, pb = _tile_pairs(i0, i1, j0, j1)
         if pa.size == 0:

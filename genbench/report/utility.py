@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 METRICS = ("accuracy", "auc", "sensitivity", "specificity")
-LABELS = {"accuracy": "Accuracy", "auc": "AUC", "sensitivity": "Sensitivity",
+CLASSIFIER_TITLES = {"accuracy": "Accuracy", "auc": "AUC", "sensitivity": "Sensitivity",
           "specificity": "Specificity"}
 CONDITION_LABELS = {"real": "real", "synthetic": "synthetic", "mixed": "real + synthetic"}
 ALPHA = 0.05
@@ -144,7 +144,7 @@ def utility_markdown(results: list[dict[str, Any]]) -> str:
     out = ["", "### Utility", "", _setup(results), ""]
     if len(columns) == 1:
         col = columns[0]
-        head = ["Training data", *(f"{LABELS[m]} ↑" for m in METRICS), "Δ accuracy vs real (p)"]
+        head = ["Training data", *(f"{CLASSIFIER_TITLES[m]} ↑" for m in METRICS), "Δ accuracy vs real (p)"]
         out += ["| " + " | ".join(head) + " |", "|:---|" + "---:|" * (len(head) - 1)]
         for row in rows:
             cells = [f"*{esc(row.label)}*" if row.model is None else esc(row.label)]
@@ -157,7 +157,7 @@ def utility_markdown(results: list[dict[str, Any]]) -> str:
         for m in METRICS:
             for i, row in enumerate(rows):
                 label = f"*{esc(row.label)}*" if row.model is None else esc(row.label)
-                cells = [f"{LABELS[m]} ↑" if i == 0 else "", label]
+                cells = [f"{CLASSIFIER_TITLES[m]} ↑" if i == 0 else "", label]
                 cells += [_with_mark(row.cells[c][m]) for c in columns]
                 out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n\n" + LEGEND + "\n"
@@ -243,7 +243,7 @@ def utility_latex(results: list[dict[str, Any]]) -> str:
                 text = latex_escape(_text(cell, ci="pm"))
                 mark = cell.mark()
                 cells.append(text + (rf"$^{{{mark}}}$" if mark else ""))
-            lines.append(f"{LABELS[m] if i == 0 else ''} & {label} & " + " & ".join(cells) + r" \\")
+            lines.append(f"{CLASSIFIER_TITLES[m] if i == 0 else ''} & {label} & " + " & ".join(cells) + r" \\")
         if k < len(METRICS) - 1:
             lines.append(r"\midrule")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
@@ -268,7 +268,7 @@ def utility_html(results: dict[str, Any]) -> str:
     columns, rows = collect_utility([results])
     col = columns[0]
     out = ["<h2>Utility</h2>", f"<p>{esc(_setup([results]))}</p>", "<table><thead><tr>",
-           "<th>Training data</th>" + "".join(f"<th>{LABELS[m]} &uarr;</th>" for m in METRICS)
+           "<th>Training data</th>" + "".join(f"<th>{CLASSIFIER_TITLES[m]} &uarr;</th>" for m in METRICS)
            + "<th>&Delta; accuracy vs real (p)</th></tr></thead><tbody>"]
     for row in rows:
         cls = ' class="ref"' if row.model is None else ""
