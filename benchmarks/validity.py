@@ -78,6 +78,13 @@ def write_outputs(out: Path, cells: list, settings: dict) -> None:
             seen.sort()
             cells_md.append(f"{e['modalities']}/{e['of']} (≥ {seen[len(seen) // 2]:g})")
         lines.append(f"| {REGISTRY[m].title} | " + " | ".join(cells_md) + " |")
+    missing = {}
+    for c in cells:
+        if c.status != "ok" and c.reason:
+            missing.setdefault(c.metric, c.reason.split(". ")[0])
+    for m, why in missing.items():
+        if all(det[m].get(d, {}).get("of", 0) == 0 for d in settings["defects"]):
+            lines += ["", f"{REGISTRY[m].title}: n/a because {why}."]
     lines += ["", "Severity units: " + "; ".join(f"{DEFECTS[d].title}: {DEFECTS[d].severity} "
                                                  f"({', '.join(f'{v:g}' for v in DEFECTS[d].levels)})"
                                                  for d in settings["defects"]) + "."]
@@ -119,6 +126,7 @@ def _figures(out: Path, cells: list, det: dict, metrics: list[str], settings: di
     plt.close(fig)
 
     mods = settings["modalities"]
+    metrics = [m for m in metrics if any(c.metric == m and c.status == "ok" for c in cells)]
     fig, axes = plt.subplots(len(metrics), len(defects), figsize=(2.2 * len(defects), 1.7 * len(metrics)),
                              squeeze=False, sharex="col")
     colours = dict(zip(mods, plt.rcParams["axes.prop_cycle"].by_key()["color"]))

@@ -203,12 +203,13 @@ class Cell:
     p: float | None = None        # paired test against the clean set (severity 0)
     p_holm: float | None = None   # Holm over the defect's severities
     sees: bool = False            # worse than clean, p_holm < alpha
+    reason: str | None = None     # why a metric could not run
 
     def to_json(self) -> dict[str, Any]:
         return {"modality": self.modality, "defect": self.defect, "severity": self.severity,
                 "metric": self.metric, "status": self.status, "value": self.value,
                 "ci": None if self.ci is None else list(self.ci), "p": self.p, "p_holm": self.p_holm,
-                "sees": self.sees}
+                "sees": self.sees, "reason": self.reason}
 
 
 def score_defects(sets: StudySets, options: Any, defects: Sequence[str] | None = None,
@@ -226,7 +227,7 @@ def score_defects(sets: StudySets, options: Any, defects: Sequence[str] | None =
     say(f"{sets.modality}: clean set scored")
     cells: list[Cell] = []
     for name, res in clean.items():
-        cells.append(Cell(sets.modality, "clean", 0.0, name, res.status, res.value, res.ci))
+        cells.append(Cell(sets.modality, "clean", 0.0, name, res.status, res.value, res.ci, reason=res.reason))
     for defect in defects or list(DEFECTS):
         per_level: dict[float, dict[str, Any]] = {}
         for sev in severities(defect, None if levels is None else levels.get(defect))[1:]:
@@ -248,7 +249,7 @@ def score_defects(sets: StudySets, options: Any, defects: Sequence[str] | None =
                 ok_p = not math.isnan(p)
                 cells.append(Cell(sets.modality, defect, sev, name, r.status, r.value, r.ci,
                                   p if ok_p else None, pa if ok_p else None,
-                                  bool(worse and ok_p and pa < ALPHA)))
+                                  bool(worse and ok_p and pa < ALPHA), r.reason))
     return cells
 
 

@@ -14,6 +14,11 @@ from genbench.metrics import fidelity as fd
 from genbench.metrics.inception import InceptionFeatures
 from genbench.stats import REAL, SEEDS, SYNTH, Bootstrap, replicate_rng, resample
 
+try:
+    from _inception_fixtures import inception_material
+except ImportError:
+    from tests._inception_fixtures import inception_material  # noqa: F401
+
 SEED = 11
 
 
@@ -198,3 +203,24 @@ def test_options_reach_the_metrics_through_the_pipeline_and_cli(tmp_path) -> Non
     entry = __import__("json").loads(out.read_text())["metrics"]["ds"]
     assert entry["ci_level"] == 0.9 and len(entry["bootstrap"]) == 25 and entry["params"]["estimator"] == "epsilon"
     assert entry["ci"][0] <= entry["value"] <= entry["ci"][1]
+
+
+def test_every_registered_metric_that_runs_carries_an_interval(inception_material) -> None:
+    """The registry's rule: a metric that returns a value returns its CI too (or says in ci_method
+    why it has none)."""
+    from genbench.imageset import ImageSet
+    from genbench.metrics.pipeline import EvalOptions, evaluate
+    from genbench.metrics.registry import REGISTRY
+
+    m = inception_material
+    real = ImageSet(torch.from_numpy(m.real_u8.astype(np.float32) / 127.5 - 1)[:, None])
+    synth = ImageSet(torch.from_numpy(m.synth_u8.astype(np.float32) / 127.5 - 1)[:, None])
+    opts = EvalOptions(metrics=REGISTRY.names(), inception_weights=m.weights, cache_dir=m.cache_dir,
+                       bootstrap=20, device="cpu", fds_seeds=1)
+    rep = evaluate(real, synth, opts, train=real)
+    ran = {k: r for k, r in rep.requested().items() if r.status == "ok"}
+    assert {"is", "fid", "kid", "precision", "recall", "fds", "ds"} <= set(ran)
+    for name, r in ran.items():
+        assert r.ci is not None or (r.ci_method and "no interval" in r.ci_method), name
+        if r.ci is not None:
+            assert r.ci[0] <= r.ci[1] and r.params["ci_level"] == 0.95, name
