@@ -249,3 +249,29 @@ def test_patients_stay_in_one_fold():
     assert counts.max() - counts.min() <= 5
     with pytest.raises(InputError, match="at least 5 patients"):
         balanced_folds(60, 5, rng, (np.repeat(np.arange(3), 20), None))
+
+
+def test_no_patient_on_both_sides_of_a_fold(monkeypatch):
+    """Structural check through the public entry point: with patient-named sources, no patient
+    has slices in both the training and the held-out part of any fold (either class)."""
+    from genbench.data import prepare_dataset
+
+    data = prepare_dataset("pelvic", size=SIZE, n=200, seed=0)
+    n = min(len(data.train) // 2, 80)
+    a = data.train.subset(list(range(n)))
+    b = data.train.subset(list(range(len(data.train) - n, len(data.train))))
+    patient = [s.split(":")[0] for s in a.sources] + [s.split(":")[0] for s in b.sources]
+    seen = []
+
+    def spy(x, y, train, test, cfg, seed, device):
+        seen.append((train, test))
+        return np.full(len(test), 0.5)
+
+    monkeypatch.setattr(c2st_mod, "_train_predict", spy)
+    res = c2st(a, b, seed=0)
+    assert res.params["folds_by_patient"] is True and len(seen) == 5
+    for train, test in seen:
+        for lo, hi in ((0, n), (n, 2 * n)):
+            held = {patient[i] for i in test if lo <= i < hi}
+            trained = {patient[i] for i in train if lo <= i < hi}
+            assert held and not held & trained
