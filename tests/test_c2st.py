@@ -68,7 +68,7 @@ def test_permutation_p_value(halves):
 
 
 def test_deterministic_for_a_seed(halves):
-    a, b = halves
+    a, _b = halves
     synth = noisy(phantom_set(N, size=SIZE, seed=12), 0.05).images
     cfg = C2STConfig(epochs=2)
     threads = torch.get_num_threads()

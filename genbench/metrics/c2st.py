@@ -120,7 +120,7 @@ class C2STResult:
     labels: np.ndarray = field(repr=False)
 
     def summary(self) -> dict[str, Any]:
-        fin = lambda x: None if x is None or not math.isfinite(x) else float(x)  # noqa: E731
+        fin = lambda x: None if x is None or not math.isfinite(x) else float(x)
         return {
             "accuracy": self.accuracy.to_json(),
             "sensitivity": self.sensitivity.to_json(),

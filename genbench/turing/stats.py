@@ -90,7 +90,7 @@ def clustered_proportion(correct: Any, groups: Any, level: float = 0.95) -> Prop
     n = len(c)
     if n == 0:
         return Proportion(0, 0, math.nan, (math.nan, math.nan), math.nan)
-    k = int(round(c.sum()))
+    k = round(c.sum())
     p = float(c.mean())
     _, inverse = np.unique(g, return_inverse=True)
     k_g = np.bincount(inverse, weights=c)
