@@ -222,7 +222,7 @@ def _train_predict(x: torch.Tensor, y: torch.Tensor, train: np.ndarray, test: np
         order = torch.randperm(n, generator=gen).to(device)
         for start in range(0, n, cfg.batch_size):
             idx = order[start:start + cfg.batch_size]
-            if len(idx) < 2:  # batch norm needs two samples; the rest joins the next epoch
+            if len(idx) < 2:  # batch norm needs two samples: a lone last one sits this epoch out
                 continue
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(net(xt[idx]), yt[idx])
