@@ -88,9 +88,10 @@ def launch(procs: int, args: argparse.Namespace, out: Path) -> dict:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     if args.device == "cpu":
         env.update(NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+    # The worker's settings travel in the environment: torchrun would read "--n" as its own option.
+    env["BENCH_DIST_WORKER"] = json.dumps({"n": args.n, "size": args.size, "device": args.device, "out": str(out)})
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(procs),
-           "--master_addr", "127.0.0.1", "--master_port", str(free_port()), __file__, "--worker",
-           "--n", str(args.n), "--size", str(args.size), "--device", args.device, "--out", str(out)]
+           "--master_addr", "127.0.0.1", "--master_port", str(free_port()), __file__]
     proc = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{procs}-process job failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
@@ -106,12 +107,10 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=64, help="image side in pixels")
     ap.add_argument("--procs", type=int, nargs="+", default=[1, 2], help="processes per job; the first is the reference")
     ap.add_argument("--device", default="cpu", help="cpu (gloo, one thread per process) or cuda (NCCL, one GPU per process)")
-    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--out", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.worker:
-        worker(args)
+    if "BENCH_DIST_WORKER" in os.environ:
+        worker(argparse.Namespace(**json.loads(os.environ["BENCH_DIST_WORKER"])))
         return
+    args = ap.parse_args()
 
     pairs = 2 * (args.n * (args.n - 1) // 2)
     print(f"# bench_dist  {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  {platform.processor() or platform.machine()}, "
@@ -137,7 +136,7 @@ def main() -> None:
     starved = [p for p, r in runs if args.device == "cpu" and min(c / r["wall"] for c in r["cpu"]) < 0.95]
     if starved:
         print(f"warning: in the {', '.join(map(str, starved))}-process job(s) a rank got less than 95% of a core: "
-              "other processes competed for the CPUs, so the speed-up is understated.")
+              "other processes competed for the CPUs; the times are inflated and the speed-up is approximate.")
 
 
 if __name__ == "__main__":
