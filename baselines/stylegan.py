@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -32,7 +32,7 @@ from baselines._gan_layers import (
     downsample2x,
     r1_penalty,
 )
-from genbench.generator_base import BaseConfig, BaseGenerator
+from genbench.generator_base import BaseConfig, BaseGenerator, role
 from genbench.training import EMATarget, Engine, TrainingTask
 
 
@@ -232,26 +232,26 @@ class StyleGANConfig(BaseConfig):
     ``ada=False`` turns augmentation off.
     """
 
-    resolution: int = 256
-    batch_size: int = 64
-    steps: int = 25_000_000 // 64
-    lr: float = 0.0025
-    betas: tuple[float, float] = (0.0, 0.99)
-    ema_decay: float = 0.998
-    z_dim: int = 512
-    w_dim: int = 512
-    mapping_layers: int = 8
-    mapping_lr_mul: float = 0.01
-    channel_base: int = 16384
-    channel_max: int = 512
-    mbstd_group: int = 8
-    style_mixing_prob: float = 0.9
-    r1_gamma: float = 1.0
-    r1_interval: int = 16
-    ada: bool = True
-    ada_target: float = 0.6
-    ada_speed_images: int = 500_000
-    ada_interval: int = 4
+    resolution: int = field(default=256, metadata=role("architecture"))
+    batch_size: int = field(default=64, metadata=role("training"))
+    steps: int = field(default=25_000_000 // 64, metadata=role("training"))
+    lr: float = field(default=0.0025, metadata=role("training"))
+    betas: tuple[float, float] = field(default=(0.0, 0.99), metadata=role("training"))
+    ema_decay: float = field(default=0.998, metadata=role("training"))
+    z_dim: int = field(default=512, metadata=role("architecture"))
+    w_dim: int = field(default=512, metadata=role("architecture"))
+    mapping_layers: int = field(default=8, metadata=role("architecture"))
+    mapping_lr_mul: float = field(default=0.01, metadata=role("architecture"))
+    channel_base: int = field(default=16384, metadata=role("architecture"))
+    channel_max: int = field(default=512, metadata=role("architecture"))
+    mbstd_group: int = field(default=8, metadata=role("architecture"))
+    style_mixing_prob: float = field(default=0.9, metadata=role("training"))
+    r1_gamma: float = field(default=1.0, metadata=role("training"))
+    r1_interval: int = field(default=16, metadata=role("training"))
+    ada: bool = field(default=True, metadata=role("training"))
+    ada_target: float = field(default=0.6, metadata=role("training"))
+    ada_speed_images: int = field(default=500_000, metadata=role("training"))
+    ada_interval: int = field(default=4, metadata=role("training"))
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
@@ -379,7 +379,13 @@ def _sum_reducer(engine: Engine):
 class StyleGAN(BaseGenerator):
     name = "stylegan"
     config_class = StyleGANConfig
-    architecture_keys = ("z_dim", "w_dim", "mapping_layers", "channel_base", "channel_max")
+    # genbench.testing: tiny networks, lazy R1 every other step, ADA updated every step.
+    conformance: ClassVar[dict[str, Any]] = {
+        "overrides": {"z_dim": 16, "w_dim": 16, "mapping_layers": 2, "channel_base": 128,
+                      "channel_max": 16, "batch_size": 8, "checkpoint_every": 0, "r1_interval": 2,
+                      "ada_speed_images": 64, "ada_interval": 1},
+        "loss_key": "loss_d", "loss_steps": 30,
+    }
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         # StyleGAN2-ADA "paper256" (Karras et al. 2020b): 25M images at batch 64.
         "paper": {

@@ -21,14 +21,14 @@ published up to 128x128 -- this extends its 64x64 ResNet by two resolution level
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genbench.generator_base import BaseConfig, BaseGenerator
+from genbench.generator_base import BaseConfig, BaseGenerator, role
 from genbench.training import Engine, TrainingTask
 
 
@@ -136,14 +136,14 @@ def gradient_penalty(
 
 @dataclass
 class WGANGPConfig(BaseConfig):
-    z_dim: int = 128
-    ch: int = 32
-    ch_max: int = 128
-    n_critic: int = 5
-    gp_lambda: float = 10.0
-    lr: float = 1e-4
-    beta1: float = 0.0
-    beta2: float = 0.9
+    z_dim: int = field(default=128, metadata=role("architecture"))
+    ch: int = field(default=32, metadata=role("architecture"))
+    ch_max: int = field(default=128, metadata=role("architecture"))
+    n_critic: int = field(default=5, metadata=role("training"))
+    gp_lambda: float = field(default=10.0, metadata=role("training"))
+    lr: float = field(default=1e-4, metadata=role("training"))
+    beta1: float = field(default=0.0, metadata=role("training"))
+    beta2: float = field(default=0.9, metadata=role("training"))
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -202,7 +202,11 @@ class WGANGP(BaseGenerator):
     name = "wgan-gp"
     config_class = WGANGPConfig
     presets = PRESETS
-    architecture_keys = ("z_dim", "ch", "ch_max")
+    # genbench.testing: tiny networks, two critic updates per step, the critic's loss must fall.
+    conformance: ClassVar[dict[str, Any]] = {
+        "overrides": {"ch": 8, "ch_max": 16, "z_dim": 16, "batch_size": 8, "n_critic": 2},
+        "loss_key": "d_loss", "loss_steps": 15,
+    }
 
     config: WGANGPConfig
 

@@ -13,35 +13,52 @@ from __future__ import annotations
 import dataclasses
 import json
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from genbench.devices import resolve_device
 from genbench.errors import InputError, UsageError
-from genbench.protocol import FitResult, ProgressCallback
+from genbench.identity import ROLES, checkpoint_identity, config_values
+from genbench.progress import ProgressFactory
+from genbench.protocol import FitResult
 from genbench.training import EngineConfig, TrainingTask, fit_task
 
 MIN_RESOLUTION, MAX_RESOLUTION = 16, 256
 
 
+def role(name: str) -> dict[str, str]:
+    """Field metadata declaring a config field's role (see :mod:`genbench.identity`):
+    ``field(default=..., metadata=role("training"))`` is ``metadata={"role": "training"}``."""
+    if name not in ROLES:
+        raise ValueError(f"unknown role {name!r}; use one of {', '.join(ROLES)}")
+    return {"role": name}
+
+
 @dataclass
 class BaseConfig:
     """Knobs every model has. ``steps`` counts optimisation steps (a GAN step is one
-    generator update with its critic updates). ``device=None``: the GPU when there is one."""
+    generator update with its critic updates). ``device=None``: the GPU when there is one.
 
-    resolution: int = 32
-    batch_size: int = 16
-    steps: int = 1000
-    lr: float = 2e-4
-    ema_decay: float = 0.999
-    checkpoint_every: int = 500
-    log_every: int = 10
-    mixed_precision: str = "no"
-    device: str | None = None
-    sample_batch_size: int = 64
+    Every field declares its role, and so must every field a model adds: the runner derives
+    from the roles what a change reruns (see :mod:`genbench.identity`)."""
+
+    resolution: int = field(default=32, metadata=role("architecture"))
+    batch_size: int = field(default=16, metadata=role("training"))
+    steps: int = field(default=1000, metadata=role("training"))
+    lr: float = field(default=2e-4, metadata=role("training"))
+    ema_decay: float = field(default=0.999, metadata=role("training"))
+    checkpoint_every: int = field(default=500, metadata=role("runtime"))
+    log_every: int = field(default=10, metadata=role("runtime"))
+    # Numerics differ between precisions, so a change trains anew.
+    mixed_precision: str = field(default="no", metadata=role("training"))
+    device: str | None = field(default=None, metadata=role("runtime"))
+    # Sampling: a diffusion sampler draws fresh noise per batch, so the batch size changes
+    # which images a seed gives (for the GANs it only changes memory use).
+    sample_batch_size: int = field(default=64, metadata=role("sampling"))
 
 
 def check_resolution(resolution: int) -> None:
@@ -115,9 +132,12 @@ class BaseGenerator(ABC):
     name: ClassVar[str]
     config_class: ClassVar[type[BaseConfig]] = BaseConfig
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: How genbench.testing makes this model small and fast (ConformanceSettings fields).
+    conformance: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: BaseConfig, *, init_seed: int = 0) -> None:
         self.check_config(config)
+        resolve_device(config.device, option=f"{self.name}: device")
         self.config = config
         self._init(init_seed)
 
@@ -171,9 +191,7 @@ class BaseGenerator(ABC):
 
     @property
     def device(self) -> torch.device:
-        if self.config.device is not None:
-            return torch.device(self.config.device)
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(resolve_device(self.config.device, option=f"{self.name}: device"))
 
     def _all_modules(self) -> dict[str, nn.Module]:
         mods = dict(self.networks())
@@ -189,7 +207,7 @@ class BaseGenerator(ABC):
         workdir: Path | None = None,
         steps: int | None = None,
         seed: int = 0,
-        progress: ProgressCallback | None = None,
+        progress: ProgressFactory | None = None,
     ) -> FitResult:
         """Train from scratch (weights re-initialised from ``seed``) or resume from ``workdir``.
 
@@ -207,19 +225,13 @@ class BaseGenerator(ABC):
             checkpoint_every=cfg.checkpoint_every,
             log_every=cfg.log_every,
         )
-        identity = {"model": self.name, **self._identity()}
+        identity = checkpoint_identity(self.name, self.config, type(self))
         result = fit_task(
             self.make_task(), data, engine_cfg, workdir=workdir, progress=progress, identity=identity
         )
         for m in self._all_modules().values():
             m.eval()
         return result
-
-    def _identity(self) -> dict[str, Any]:
-        # Options that do not change what is trained may differ between a run and its resume.
-        skip = {"steps", "checkpoint_every", "log_every", "device", "sample_batch_size"}
-        skip |= set(getattr(self, "resume_ignores", ()))
-        return {k: v for k, v in dataclasses.asdict(self.config).items() if k not in skip}
 
     def sample(self, n: int, *, seed: int = 0, batch_size: int | None = None) -> torch.Tensor:
         """``n`` images (N, 1, R, R) float32 in [-1, 1] on the CPU; same seed, same images."""
@@ -286,8 +298,7 @@ class BaseGenerator(ABC):
                 f"weights are for model {meta.get('genbench_model')!r}, not {self.name!r}", str(path)
             )
         saved = json.loads(meta.get("config", "{}"))
-        for key in ("resolution",) + tuple(getattr(self, "architecture_keys", ())):
-            mine = json.loads(json.dumps(getattr(self.config, key)))  # tuples -> lists
+        for key, mine in config_values(self.config, ("architecture",), type(self)).items():
             if key in saved and saved[key] != mine:
                 raise InputError(
                     f"weights were trained with {key}={saved[key]!r}, this model has "

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
-__all__ = ["Advance", "ProgressFactory", "Step", "rich_bars", "silent"]
+__all__ = ["Advance", "ProgressFactory", "Step", "plain_lines", "prefixed", "rich_bars", "silent"]
 
 
 class Advance(Protocol):
@@ -25,6 +25,39 @@ ProgressFactory = Callable[[str, "int | None"], Advance]
 def silent(description: str, total: int | None) -> Advance:
     """A factory that draws nothing."""
     return lambda n, total=None: None
+
+
+def prefixed(factory: ProgressFactory | None, prefix: str) -> ProgressFactory | None:
+    """``factory`` with ``prefix`` before every step's description (e.g. the model's name)."""
+    if factory is None:
+        return None
+    return lambda description, total: factory(f"{prefix}{description}", total)
+
+
+def plain_lines(say: Callable[[str], None], every: float = 0.1) -> ProgressFactory:
+    """For logs without a terminal (CI, nohup): one line per ``every`` of a step's total, with an
+    estimate of the time left, instead of a bar. Steps without a total print nothing."""
+    import time
+
+    def factory(description: str, total: int | None) -> Advance:
+        state = {"done": 0, "total": total, "mark": 0, "t0": time.time()}
+
+        def advance(n: int, total: int | None = None) -> None:
+            if total is not None:
+                state["total"] = total
+            state["done"] += n
+            done, whole = state["done"], state["total"]
+            if not whole or done >= whole:
+                return
+            mark = int(done / (every * whole))
+            if mark > state["mark"]:
+                state["mark"] = mark
+                eta = (time.time() - state["t0"]) * (whole - done) / max(done, 1)
+                say(f"{description}: {done}/{whole} ({100 * done // whole}%), ETA {eta:.0f} s")
+
+        return advance
+
+    return factory
 
 
 class Step:
@@ -62,8 +95,10 @@ class Step:
 
 
 @contextmanager
-def rich_bars(console: Any, enabled: bool = True) -> Iterator[ProgressFactory | None]:
-    """A factory drawing rich bars (count, rate, elapsed, remaining) on ``console``; None when disabled."""
+def rich_bars(console: Any, enabled: bool = True, hide_done: bool = False) -> Iterator[ProgressFactory | None]:
+    """A factory drawing rich bars (count, rate, elapsed, remaining) on ``console``; None when disabled.
+
+    ``hide_done``: a finished step's bar disappears (a long pipeline shows only what runs now)."""
     if not enabled:
         yield None
         return
@@ -86,10 +121,10 @@ def rich_bars(console: Any, enabled: bool = True) -> Iterator[ProgressFactory | 
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   RateColumn(), TimeElapsedColumn(), TimeRemainingColumn(), console=console,
                   transient=True) as bars:
-        yield bars_factory(bars)
+        yield bars_factory(bars, hide_done=hide_done)
 
 
-def bars_factory(bars: Any, indent: str = "") -> ProgressFactory:
+def bars_factory(bars: Any, indent: str = "", hide_done: bool = False) -> ProgressFactory:
     """A factory that adds one task per step to an existing ``rich.progress.Progress``."""
 
     def factory(description: str, total: int | None) -> Advance:
@@ -99,6 +134,8 @@ def bars_factory(bars: Any, indent: str = "") -> ProgressFactory:
             if total is not None:
                 bars.update(task, total=total)
             bars.advance(task, n)
+            if hide_done and bars.tasks[bars.task_ids.index(task)].finished:
+                bars.update(task, visible=False)
 
         return advance
 

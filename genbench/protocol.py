@@ -16,6 +16,7 @@ from typing import Any, Callable, Protocol, runtime_checkable
 import torch
 
 from genbench.errors import UsageError
+from genbench.progress import ProgressFactory
 
 ENTRY_POINT_GROUP = "genbench.generators"
 
@@ -29,7 +30,6 @@ class FitResult:
     resumed_from: int | None = None
 
 
-ProgressCallback = Callable[[int, int, dict[str, float]], None]
 
 
 @runtime_checkable
@@ -46,9 +46,10 @@ class Generator(Protocol):
         workdir: Path | None = None,
         steps: int | None = None,
         seed: int = 0,
-        progress: ProgressCallback | None = None,
+        progress: ProgressFactory | None = None,
     ) -> FitResult:
-        """Train on ``train``. With ``workdir``, checkpoint atomically there and resume from it."""
+        """Train on ``train``. With ``workdir``, checkpoint atomically there and resume from it.
+        ``progress``: a :mod:`genbench.progress` factory (one ``train`` step of ``steps``)."""
         ...
 
     def sample(self, n: int, *, seed: int = 0, batch_size: int | None = None) -> torch.Tensor:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from genbench.io.atomic import atomic_write_json
+from genbench.io.hashing import file_sha256
 
 STAGE_DIR = ".stages"
 
@@ -32,14 +33,6 @@ def canonical_json(obj: Any) -> str:
 def content_key(**inputs: Any) -> str:
     """SHA-256 of the canonical JSON of ``inputs``: the identity of a stage's inputs."""
     return hashlib.sha256(canonical_json(inputs).encode()).hexdigest()
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass

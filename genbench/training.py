@@ -17,7 +17,8 @@ EMA copies, one optimisation step, and any extra state); :func:`fit_task` owns *
   step, data position, the task's extra state), loadable with ``torch.load(weights_only=True)``;
 - resume from the newest checkpoint in ``workdir`` that loads (half-written temporary files
   and truncated checkpoints are skipped);
-- a progress callback and a JSONL loss log (``workdir/losses.jsonl``).
+- progress through :mod:`genbench.progress` (one ``train`` step counting optimisation
+  steps) and a JSONL loss log (``workdir/losses.jsonl``).
 
 Distributed runs assume ``workdir`` is on a filesystem every rank can read; only rank 0 writes.
 """
@@ -31,10 +32,9 @@ import math
 import os
 import random
 import re
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,8 +42,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from genbench.devices import resolve_device
 from genbench.errors import InputError, UsageError
-from genbench.protocol import FitResult, ProgressCallback
+from genbench.identity import engine_identity
+from genbench.io.atomic import atomic_write_stream
+from genbench.progress import ProgressFactory, Step
+from genbench.protocol import FitResult
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -70,24 +74,30 @@ _CKPT_RE = re.compile(r"^ckpt-(\d{8})\.pt$")
 # --------------------------------------------------------------------------- configuration
 
 
+def _role(role: str) -> dict[str, str]:
+    return {"role": role}
+
+
 @dataclass
 class EngineConfig:
     """How to train (not what): the loop's knobs, independent of the model.
 
     ``batch_size`` is per process; the global batch under DDP is ``batch_size * world_size``.
     ``checkpoint_every`` counts optimisation steps (0: only the final checkpoint).
-    ``device``: ``None`` picks Accelerate's default (the GPU when there is one), or
-    ``"cpu"`` / ``"cuda"``.
+    ``device``: ``None`` picks the GPU when there is one, else the CPU; or any spec
+    :func:`genbench.devices.resolve_device` accepts (``cpu``, ``cuda``, ``cuda:N``, ``mps``).
+    Each field declares its role (see :mod:`genbench.identity`): training values must match
+    for a checkpoint to be resumed, runtime values may change between runs.
     """
 
-    steps: int
-    batch_size: int
-    seed: int = 0
-    mixed_precision: MixedPrecision = "no"
-    device: str | None = None
-    checkpoint_every: int = 0
-    keep_checkpoints: int = 2
-    log_every: int = 10
+    steps: int = field(metadata=_role("training"))
+    batch_size: int = field(metadata=_role("training"))
+    seed: int = field(default=0, metadata=_role("training"))
+    mixed_precision: MixedPrecision = field(default="no", metadata=_role("training"))
+    device: str | None = field(default=None, metadata=_role("runtime"))
+    checkpoint_every: int = field(default=0, metadata=_role("runtime"))
+    keep_checkpoints: int = field(default=2, metadata=_role("runtime"))
+    log_every: int = field(default=10, metadata=_role("runtime"))
 
     def validate(self) -> None:
         if self.steps < 0:
@@ -98,8 +108,7 @@ class EngineConfig:
             raise UsageError(
                 f"mixed precision must be one of no, bf16, fp16; got {self.mixed_precision!r}"
             )
-        if self.device not in (None, "cpu", "cuda"):
-            raise UsageError(f"device must be cpu or cuda, got {self.device!r}")
+        resolve_device(self.device, option="device")
         if self.checkpoint_every < 0 or self.keep_checkpoints < 1 or self.log_every < 1:
             raise UsageError("checkpoint_every >= 0, keep_checkpoints >= 1, log_every >= 1")
 
@@ -276,20 +285,6 @@ def latest_checkpoint(workdir: Path) -> tuple[Path, dict[str, Any]] | None:
     return None
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _cpu_state(sd: dict[str, Any]) -> dict[str, Any]:
     def conv(v: Any) -> Any:
         if isinstance(v, torch.Tensor):
@@ -312,10 +307,11 @@ def _build_accelerator(cfg: EngineConfig, find_unused: bool) -> Any:
     from accelerate.utils import DistributedDataParallelKwargs
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    cuda = torch.cuda.is_available()
-    if cfg.device == "cuda" and not cuda:
-        raise UsageError("device 'cuda' requested but no CUDA GPU is available")
-    on_cpu = cfg.device == "cpu" or not cuda
+    device = resolve_device(cfg.device, option="device")
+    if world > 1 and ":" in device:
+        raise UsageError(f"device {device!r} names one GPU, but under a distributed launch each "
+                         "process gets its own: use device 'cuda'")
+    on_cpu = device == "cpu"
     if cfg.mixed_precision != "no" and on_cpu:
         raise UsageError(
             f"mixed precision {cfg.mixed_precision!r} is for GPUs only: this CPU has no native "
@@ -421,6 +417,7 @@ class Engine:
             "data_position": self.data_position,
             "seed": self.config.seed,
             "batch_size": self.config.batch_size,
+            "engine": json.dumps(engine_identity(self.config), sort_keys=True),
             "world_size": self.world_size,
             "identity": json.dumps(identity, sort_keys=True, default=str),
             "modules": {n: _cpu_state(m.state_dict()) for n, m in self._raw.items()},
@@ -439,12 +436,15 @@ class Engine:
                 "use a fresh workdir or the original settings",
                 str(path),
             )
-        if state["seed"] != self.config.seed or state["batch_size"] != self.config.batch_size:
-            raise InputError(
-                f"checkpoint has seed={state['seed']}, batch_size={state['batch_size']}; "
-                f"this fit asks for seed={self.config.seed}, batch_size={self.config.batch_size}",
-                str(path),
-            )
+        mine = engine_identity(self.config)
+        # Checkpoints from before the engine stored its identity carry seed and batch size.
+        theirs = json.loads(state["engine"]) if "engine" in state else {
+            k: state[k] for k in ("seed", "batch_size") if k in state}
+        differ = [k for k in sorted(theirs) if theirs[k] != mine.get(k)]
+        if differ:
+            have = ", ".join(f"{k}={theirs[k]!r}" for k in differ)
+            asked = ", ".join(f"{k}={mine.get(k)!r}" for k in differ)
+            raise InputError(f"checkpoint has {have}; this fit asks for {asked}", str(path))
         if state["world_size"] != self.world_size and self.is_main:
             warnings.warn(
                 f"{path}: resuming a {state['world_size']}-process run on {self.world_size} "
@@ -520,7 +520,7 @@ def fit_task(
     config: EngineConfig,
     *,
     workdir: Path | None = None,
-    progress: ProgressCallback | None = None,
+    progress: ProgressFactory | None = None,
     identity: dict[str, Any] | None = None,
     resume: bool = True,
 ) -> FitResult:
@@ -531,11 +531,28 @@ def fit_task(
     are kept), losses to ``workdir/losses.jsonl``, and with ``resume`` a run continues from
     the newest loadable checkpoint (whose ``identity`` -- the model's resolved config -- must
     match). A checkpoint at or past ``config.steps`` is loaded and no step is run.
-    ``progress(step_done, total, losses)`` is called on the main process after each step.
+    ``progress`` (a :mod:`genbench.progress` factory) gets one ``train`` step counting the
+    optimisation steps, on the main process only.
     Returns :class:`genbench.protocol.FitResult` (losses every ``log_every`` steps, averaged
     over processes).
     """
     identity = dict(identity or {})
+    with _device_scope(config):
+        return _fit(task, data, config, workdir, progress, identity, resume)
+
+
+def _device_scope(config: EngineConfig) -> contextlib.AbstractContextManager[Any]:
+    """``cuda:N``: make GPU N the current device for the fit. Accelerate places a single
+    process on the *current* CUDA device, so this is how a chosen GPU is honoured without
+    changing the process-wide default for the code that runs after the fit."""
+    device = resolve_device(config.device, option="device")
+    if device.startswith("cuda:"):
+        return torch.cuda.device(int(device.split(":")[1]))
+    return contextlib.nullcontext()
+
+
+def _fit(task: TrainingTask, data: torch.Tensor, config: EngineConfig, workdir: Path | None,
+         progress: ProgressFactory | None, identity: dict[str, Any], resume: bool) -> FitResult:
     engine = Engine(task, data, config)
     history: list[dict[str, float]] = []
     resumed_from: int | None = None
@@ -556,7 +573,8 @@ def fit_task(
             return
         if engine.is_main:
             target = Path(workdir) / "checkpoints" / f"ckpt-{engine.step:08d}.pt"
-            _atomic_torch_save(engine.state_dict(identity), target)
+            state = engine.state_dict(identity)
+            atomic_write_stream(target, lambda fh: torch.save(state, fh))
             for _, old in list_checkpoints(Path(workdir))[: -config.keep_checkpoints]:
                 old.unlink(missing_ok=True)
         engine.accelerator.wait_for_everyone()
@@ -565,6 +583,8 @@ def fit_task(
         m.train()
     total = config.steps
     log_fh = open(log_path, "a", encoding="utf-8") if (log_path and engine.is_main) else None
+    bar = Step(progress if engine.is_main else None, "train", total)
+    bar.absolute(engine.step, total)  # a resumed fit starts where its checkpoint stopped
     try:
         while engine.step < total:
             _reseed(step_seed(config.seed, engine.rank, engine.step))
@@ -579,13 +599,13 @@ def fit_task(
                     if log_fh is not None:
                         log_fh.write(json.dumps(row) + "\n")
                         log_fh.flush()
-            if progress is not None and engine.is_main:
-                progress(engine.step, total, {k: float(v) for k, v in losses.items()})
+            bar(1)
             if config.checkpoint_every and engine.step % config.checkpoint_every == 0:
                 if engine.step != total:
                     save()
         if resumed_from is None or resumed_from < total:
             save()
+        bar.__exit__(None, None, None)
     finally:
         if log_fh is not None:
             log_fh.close()

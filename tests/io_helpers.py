@@ -42,10 +42,11 @@ def write_dicom(
     photometric: str = "MONOCHROME2",
     bits_stored: int | None = None,
     modality: str = "CT",
-    compressed: bool = False,
+    compressed: bool | str = False,
     preamble: bool = True,
 ) -> Path:
-    """An uncompressed little-endian DICOM (or, with ``compressed``, a JPEG-LS one with junk data).
+    """An uncompressed little-endian DICOM (or, with ``compressed``, a JPEG-LS one with junk data;
+    a transfer syntax UID string instead of ``True`` names another compressed syntax).
 
     ``pixels``: (H, W) or (F, H, W) of uint8/uint16/int16; RGB as (H, W, 3) uint8.
     """
@@ -64,7 +65,8 @@ def write_dicom(
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop
     meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = JPEGLSLossless if compressed else ExplicitVRLittleEndian
+    meta.TransferSyntaxUID = (compressed if isinstance(compressed, str) else JPEGLSLossless) \
+        if compressed else ExplicitVRLittleEndian
     ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128 if preamble else None)
     ds.SOPClassUID = sop
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID

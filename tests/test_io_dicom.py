@@ -1,4 +1,4 @@
-"""DICOM: modality rescale, stored-bit range, MONOCHROME1, HU window, compressed without decoder."""
+"""DICOM: modality rescale, stored-bit range, MONOCHROME1, HU window, compressed transfer syntaxes."""
 
 from __future__ import annotations
 
@@ -82,14 +82,73 @@ def test_dicom_found_without_extension_and_without_preamble(tmp_path):
     np.testing.assert_array_equal(s.images[0], s.images[1])
 
 
-def test_compressed_without_decoder_is_one_clear_line(tmp_path):
+def test_damaged_compressed_data_is_one_clear_line(tmp_path):
+    # a JPEG-LS file whose stream is junk: the decoder is installed, the data is the problem
     write_dicom(tmp_path / "jls.dcm", STORED, bits_stored=12, compressed=True)
     with pytest.raises(InputError) as info:
         read_image_folder(tmp_path)
     msg = str(info.value)
     assert msg.startswith(f"{tmp_path / 'jls.dcm'}: compressed DICOM (JPEG-LS")
-    assert "pip install" in msg and "\n" not in msg
+    assert "damaged" in msg and "pylibjpeg" in msg and "\n" not in msg
     assert info.value.path == str(tmp_path / "jls.dcm")
+
+
+def test_compressed_without_decoder_is_one_clear_line(tmp_path):
+    from pydicom.uid import JPEG2000MC
+
+    # JPEG 2000 Part 2: pydicom has no decoder for it, with or without plugins
+    write_dicom(tmp_path / "j2k_mc.dcm", STORED, bits_stored=12, compressed=JPEG2000MC)
+    with pytest.raises(InputError) as info:
+        read_image_folder(tmp_path)
+    msg = str(info.value)
+    assert msg.startswith(f"{tmp_path / 'j2k_mc.dcm'}: compressed DICOM (JPEG 2000 Part 2")
+    assert "no decoder is installed" in msg and "pip install" in msg and "\n" not in msg
+
+
+def _bundled(name: str) -> np.ndarray:
+    from pydicom.data import get_testdata_file
+
+    # download=False: pydicom would otherwise try the network for a missing file
+    path = get_testdata_file(name, download=False)
+    assert path is not None, f"pydicom's bundled test file {name} is missing"
+    return np.stack([img for _, img in read_image_file(path)])
+
+
+# One bundled pydicom file per compressed transfer syntax, with an uncompressed (or lossless)
+# reference of the same image where pydicom ships one.
+COMPRESSED = {
+    "1.2.840.10008.1.2.4.50": ("SC_rgb_jpeg_dcmtk.dcm", "SC_rgb_rle.dcm", 0.02),    # JPEG baseline
+    "1.2.840.10008.1.2.4.51": ("JPGExtended.dcm", None, None),                     # JPEG extended
+    "1.2.840.10008.1.2.4.70": ("SC_rgb_jpeg_gdcm.dcm", "SC_rgb_rle.dcm", 0.0),     # JPEG lossless SV1
+    "1.2.840.10008.1.2.4.80": ("MR_small_jpeg_ls_lossless.dcm", "MR_small.dcm", 0.0),  # JPEG-LS
+    "1.2.840.10008.1.2.4.81": ("JPEGLSNearLossless_16.dcm", None, None),           # JPEG-LS near
+    "1.2.840.10008.1.2.4.90": ("MR_small_jp2klossless.dcm", "MR_small.dcm", 0.0),  # J2K lossless
+    "1.2.840.10008.1.2.4.91": ("JPEG2000.dcm", None, None),                        # JPEG 2000
+    "1.2.840.10008.1.2.5": ("MR_small_RLE.dcm", "MR_small.dcm", 0.0),              # RLE lossless
+}
+
+
+@pytest.mark.parametrize("syntax", sorted(COMPRESSED))
+def test_bundled_compressed_dicom_decodes(syntax):
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    name, reference, tolerance = COMPRESSED[syntax]
+    ds = pydicom.dcmread(get_testdata_file(name, download=False), stop_before_pixels=True)
+    assert ds.file_meta.TransferSyntaxUID == syntax
+    img = _bundled(name)
+    assert img.ndim == 3 and np.isfinite(img).all() and len(np.unique(img)) >= 5  # not blank
+    assert img.min() >= -1 and img.max() <= 1
+    if reference is not None:
+        # lossless syntaxes give the reference exactly; baseline JPEG is lossy
+        assert np.abs(img - _bundled(reference)).max() <= tolerance
+
+
+def test_bundled_lossy_jpeg_and_jpeg2000_show_one_image():
+    # JPGExtended (12-bit lossy JPEG) and JPEG2000 are both encodings of WG04's NM1 image
+    a, b = _bundled("JPGExtended.dcm"), _bundled("JPEG2000.dcm")
+    assert a.shape == b.shape == (1, 1024, 256)
+    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9
 
 
 def test_dicom_without_pixels_and_garbage(tmp_path):

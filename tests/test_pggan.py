@@ -1,4 +1,4 @@
-"""PGGAN against the Generator conformance suite, plus its growth clock through fit/resume."""
+"""PGGAN beyond the conformance suite (tests/test_conformance.py): its growth clock through fit/resume."""
 
 from __future__ import annotations
 
@@ -9,32 +9,9 @@ import torch
 
 from baselines.pggan import PGGAN, create, growth_state, num_stages
 from genbench.errors import UsageError
-from genbench.testing import check_generator, toy_images
+from genbench.testing import toy_images
 
-# Tiny at 16 px; phases of one batch so that the short fits grow through every stage and
-# the interrupted fit stops in the middle of a fade-in.
-TINY = {
-    "latent_dim": 16, "fmap_base": 64, "fmap_max": 16, "fmap_min": 8, "batch_size": 8, "phase_images": 8,
-    "log_every": 1, "checkpoint_every": 0,
-}
-
-
-def test_conformance_suite(tmp_path):
-    report = check_generator(
-        create, resolution=16, overrides=TINY, fit_steps=6, interrupt_at=3, tmp_dir=tmp_path,
-        checks=("protocol", "sample", "determinism", "resume", "save_load"),
-    )
-    assert set(report) == {"protocol", "sample", "determinism", "resume", "save_load"}
-
-
-def test_conformance_fit_lowers_critic_loss(tmp_path):
-    # Each growth step hands the critic new, untrained layers and a harder problem, so its
-    # loss is only comparable within one stage: measure it with growth held off.
-    report = check_generator(
-        create, resolution=16, overrides={**TINY, "phase_images": 10**9}, loss_key="loss_d",
-        loss_steps=30, tmp_dir=tmp_path, checks=("fit_loss",),
-    )
-    assert "loss_d" in report["fit_loss"]
+TINY = {**PGGAN.conformance["overrides"], "log_every": 1}
 
 
 def test_growth_clock_is_saved_and_drives_sampling(tmp_path):

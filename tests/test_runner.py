@@ -55,9 +55,14 @@ def test_layout_and_results(base_run):
         assert (root / name).is_file(), name
     for m in MODELS:
         d = root / m
-        for name in ("config.json", "checkpoints/final.safetensors", "samples.npz",
+        for name in ("config.json", "samples.npz",
                      "metrics.json", "losses.jsonl"):
             assert (d / name).is_file(), (m, name)
+        tdir = _training_dir(d)
+        assert tdir.parent == d / "training" and (tdir / "final.safetensors").is_file()
+        assert results["models"][m]["train"]["folder"] == f"{m}/training/{tdir.name}"
+        ident = json.loads((tdir / "identity.json").read_text())
+        assert ident["seed"] == 0 and ident["identity"]["model"] == m
         pngs = sorted((d / "samples").glob("*.png"))
         assert len(pngs) == results["data"]["n_test"] == results["settings"]["n_samples"]
         # CT samples are written as 16-bit PNGs
@@ -116,7 +121,10 @@ def test_config_change_invalidates_only_dependent_stages(base_run, tmp_path):
     log = buf.getvalue()
     assert "ddpm: train done (cached" in log and "ddpm: evaluate done (cached" in log
     assert "pggan: trained 6 steps" in log and "pggan: sampled" in log
-    assert "discarding checkpoints" in log  # another config's checkpoints are not resumed
+    # another config's checkpoints are not resumed, nor deleted: the message says where they are
+    old_dir = _training_dir(base_run[0] / "pelvic/quick/pggan").relative_to(base_run[0] / "pelvic/quick")
+    assert "pggan: training settings changed (lr 0.0006 -> 0.0005): training anew in " in log
+    assert f"the earlier checkpoints stay in {old_dir}/" in log
     assert StageStore(root / "ddpm").read("train").completed_at == before
     # more samples: sampling and evaluation rerun, training does not
     rep, buf = reporter()
@@ -133,6 +141,80 @@ def test_config_change_invalidates_only_dependent_stages(base_run, tmp_path):
     assert "pggan: sample done (cached" in log and "pggan: evaluated" in log
 
 
+def _training_dir(mdir: Path) -> Path:
+    """The model's current training folder (the one its samples come from)."""
+    rec = StageStore(mdir).read("train")
+    return mdir.parent / rec.info["folder"]  # recorded relative to the run folder
+
+
+def _tree(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` -> its SHA-256 (byte identity of a whole training)."""
+    import hashlib
+
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_sampling_option_change_resamples_without_training(base_run, tmp_path):
+    out = _copy(base_run[0], tmp_path)
+    root = out / "pelvic" / "quick"
+    trainings = {m: _tree(root / m / "training") for m in MODELS}
+    assert any(k.endswith(".pt") for k in trainings["ddpm"]), "no checkpoints to protect"
+    old_npz = (root / "ddpm" / "samples.npz").read_bytes()
+    old_metrics = json.loads((root / "ddpm" / "metrics.json").read_text())
+    rep, buf = reporter()
+    results = run_benchmark(config(out, overrides={**OVERRIDES, "ddpm.sample_steps": 3}), rep)
+    log = buf.getvalue()
+    # no training anywhere; every checkpoint and weights file is still there, byte for byte
+    assert "trained" not in log and "training anew" not in log
+    assert "ddpm: train done (cached" in log and "pggan: train done (cached" in log
+    for m in MODELS:
+        assert _tree(root / m / "training") == trainings[m], m
+    # new samples and new metrics for ddpm; pggan untouched
+    assert "ddpm: sampled 10 images" in log and "ddpm: evaluated" in log
+    assert "pggan: sample done (cached" in log and "pggan: evaluate done (cached" in log
+    assert (root / "ddpm" / "samples.npz").read_bytes() != old_npz
+    new_metrics = json.loads((root / "ddpm" / "metrics.json").read_text())
+    assert new_metrics["metrics"]["ds"]["value"] != old_metrics["metrics"]["ds"]["value"]
+    assert results["models"]["ddpm"]["config"]["config"]["sample_steps"] == 3
+    assert results["models"]["ddpm"]["train"]["weights_sha256"] == \
+        base_run[1]["models"]["ddpm"]["train"]["weights_sha256"]
+
+
+def test_runtime_option_change_reruns_nothing(base_run, tmp_path):
+    out = _copy(base_run[0], tmp_path)
+    rep, buf = reporter()
+    run_benchmark(config(out, overrides={**OVERRIDES, "checkpoint_every": 3, "log_every": 2}), rep)
+    log = buf.getvalue()
+    for m in MODELS:
+        for stage in ("train", "sample", "evaluate"):
+            assert f"{m}: {stage} done (cached" in log, log
+
+
+def test_training_option_change_keeps_old_checkpoints(base_run, tmp_path):
+    out = _copy(base_run[0], tmp_path)
+    mdir = out / "pelvic" / "quick" / "ddpm"
+    old_dir = _training_dir(mdir)
+    old = _tree(old_dir)
+    rep, buf = reporter()
+    run_benchmark(config(out, models=["ddpm"], overrides={**OVERRIDES, "ddpm.lr": 5e-4}), rep)
+    log = buf.getvalue()
+    new_dir = _training_dir(mdir)
+    assert new_dir != old_dir and "ddpm: trained 6 steps" in log
+    assert f"the earlier checkpoints stay in ddpm/training/{old_dir.name}/" in log
+    assert _tree(old_dir) == old  # the earlier training is on disk, byte for byte
+    assert any(p.suffix == ".pt" for p in (new_dir / "checkpoints").iterdir())
+    # going back to the earlier settings finds their weights again: no training
+    rep, buf = reporter()
+    results = run_benchmark(config(out, models=["ddpm"]), rep)
+    log = buf.getvalue()
+    assert "trained" not in log and "ddpm: train done earlier with these settings" in log
+    assert _training_dir(mdir) == old_dir
+    assert results["models"]["ddpm"]["metrics"]["metrics"]["ds"]["value"] == \
+        base_run[1]["models"]["ddpm"]["metrics"]["metrics"]["ds"]["value"]
+    assert (mdir / "losses.jsonl").read_text() == (old_dir / "losses.jsonl").read_text()
+
+
 def test_damaged_output_is_redone(base_run, tmp_path):
     out = _copy(base_run[0], tmp_path)
     root = out / "pelvic" / "quick"
@@ -146,15 +228,28 @@ def test_damaged_output_is_redone(base_run, tmp_path):
     assert new["value"] == old["value"] and new["nearest_ssim_synth"] == old["nearest_ssim_synth"]
 
 
-def test_force_redoes(base_run, tmp_path):
+def test_force_redoes_and_keeps_earlier_checkpoints(base_run, tmp_path):
     out = _copy(base_run[0], tmp_path)
+    mdir = out / "pelvic" / "quick" / "pggan"
+    tdir = _training_dir(mdir)
+    old = _tree(tdir)
     rep, buf = reporter()
     results = run_benchmark(config(out, models=["pggan"], force=True), rep)
     log = buf.getvalue()
     assert "cached" not in log and "pggan: trained 6 steps" in log
+    kept = [p for p in tdir.parent.iterdir() if p.name.startswith(f"{tdir.name}.replaced-")]
+    assert len(kept) == 1 and _tree(kept[0]) == old
+    assert f"the earlier checkpoints are kept in pggan/training/{kept[0].name}/" in log
+    assert _training_dir(mdir) == tdir and (tdir / "final.safetensors").is_file()
     # deterministic: redoing gives the same numbers
     assert results["models"]["pggan"]["metrics"]["metrics"]["ds"]["value"] == \
         base_run[1]["models"]["pggan"]["metrics"]["metrics"]["ds"]["value"]
+    # --discard-checkpoints deletes the retrained settings' earlier files, and only those
+    rep, buf = reporter()
+    run_benchmark(config(out, models=["pggan"], force=True, discard_checkpoints=True), rep)
+    assert "discarded the earlier checkpoints" in buf.getvalue()
+    assert [p for p in tdir.parent.iterdir() if p.name.startswith(f"{tdir.name}.replaced-")] == kept
+    assert (tdir / "final.safetensors").is_file()
 
 
 def test_unknown_model_lists_installed(tmp_path):
@@ -166,6 +261,8 @@ def test_unknown_model_lists_installed(tmp_path):
     ({"preset": "huge"}, "unknown preset"),
     ({"metrics": ("fid", "psnr")}, "unknown metric name\\(s\\): psnr"),
     ({"device": "tpu"}, "--device"),
+    ({"device": "cuda:7"}, "--device cuda:7"),
+    ({"discard_checkpoints": True}, "only applies with --force"),
     ({"overrides": {"stylegen.lr": 1}}, "not an installed generator"),
 ])
 def test_bad_options(tmp_path, changes, match):
@@ -211,7 +308,7 @@ def test_stage_store_roundtrip(tmp_path):
 # --------------------------------------------------------------------------- kill and resume
 
 def _run_and_kill(out: Path, trigger: str, env: dict, timeout: float = 240.0) -> int:
-    """Start `genbench run` in a subprocess, SIGKILL it once ``trigger`` exists under the run."""
+    """Start `genbench run` in a subprocess, SIGKILL it once ``trigger`` (a glob) matches."""
     import os
     import signal
     import subprocess
@@ -222,11 +319,11 @@ def _run_and_kill(out: Path, trigger: str, env: dict, timeout: float = 240.0) ->
 
     proc = subprocess.Popen([sys.executable, "-m", "genbench", "run", *CLI_ARGS, "--out", str(out)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    target = out / "pelvic" / "quick" / trigger
+    root = out / "pelvic" / "quick"
     deadline = time.time() + timeout
     try:
         while proc.poll() is None and time.time() < deadline:
-            if target.exists():
+            if root.is_dir() and any(root.glob(trigger)):
                 os.kill(proc.pid, signal.SIGKILL)
                 break
             time.sleep(0.02)
@@ -251,7 +348,7 @@ def _assert_same_as_uninterrupted(out: Path, reference: dict) -> None:
         got = results["models"][m]
         want = reference["models"][m]
         # Same trained weights (compared as tensors: safetensors' header order varies by process)
-        assert _tensors(root / m / "checkpoints/final.safetensors") == reference["_weights"][m], m
+        assert _tensors(_training_dir(root / m) / "final.safetensors") == reference["_weights"][m], m
         assert got["samples"]["npz_sha256"] == want["samples"]["npz_sha256"], m
         for metric in ("fid", "ds"):
             a, b = got["metrics"]["metrics"][metric], want["metrics"]["metrics"][metric]
@@ -267,7 +364,7 @@ def _kill_resume(base_run, tmp_path, trigger):
     out = tmp_path / "runs"
     env = dict(os.environ, TORCH_HOME=str(tmp_path / "torch_home"))
     ref = dict(base_run[1])
-    ref["_weights"] = {m: _tensors(base_run[0] / "pelvic/quick" / m / "checkpoints/final.safetensors")
+    ref["_weights"] = {m: _tensors(_training_dir(base_run[0] / "pelvic/quick" / m) / "final.safetensors")
                        for m in MODELS}
     rc = _run_and_kill(out, trigger, env)
     assert rc == -9, f"the run ended (rc={rc}) before {trigger} appeared"
@@ -279,7 +376,7 @@ def _kill_resume(base_run, tmp_path, trigger):
 
 
 def test_sigkill_inside_training_then_resume(base_run, tmp_path):
-    log = _kill_resume(base_run, tmp_path, "pggan/checkpoints/ckpt-00000002.pt")
+    log = _kill_resume(base_run, tmp_path, "pggan/training/*/checkpoints/ckpt-00000002.pt")
     assert "pggan: trained 6 steps" in log
 
 
@@ -287,7 +384,7 @@ def test_sigkill_inside_training_then_resume(base_run, tmp_path):
 @pytest.mark.parametrize("trigger", [
     "pggan/.stages/train.json",          # between training and sampling
     "pggan/.stages/sample.json",         # during evaluation
-    "ddpm/checkpoints/ckpt-00000004.pt",  # second model, inside training
+    "ddpm/training/*/checkpoints/ckpt-00000004.pt",  # second model, inside training
     "ddpm/samples.npz",                  # while writing PNGs
 ])
 def test_sigkill_at_other_points_then_resume(base_run, tmp_path, trigger):

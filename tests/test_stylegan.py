@@ -1,25 +1,14 @@
-"""StyleGAN against the Generator conformance suite, plus ADA state through fit/resume."""
+"""StyleGAN beyond the conformance suite (tests/test_conformance.py): ADA state through fit/resume."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from baselines.stylegan import create
-from genbench.testing import check_generator, toy_images
+from baselines.stylegan import StyleGAN, create
+from genbench.testing import toy_images
 
-TINY = {
-    "z_dim": 16, "w_dim": 16, "mapping_layers": 2, "channel_base": 128, "channel_max": 16, "batch_size": 8,
-    "log_every": 1, "checkpoint_every": 0, "r1_interval": 2, "ada_speed_images": 64, "ada_interval": 1,
-}
-
-
-def test_conformance_suite(tmp_path):
-    report = check_generator(
-        create, resolution=16, overrides=TINY, loss_key="loss_d", fit_steps=6, interrupt_at=3,
-        loss_steps=30, tmp_dir=tmp_path,
-    )
-    assert set(report) == {"protocol", "sample", "determinism", "fit_loss", "resume", "save_load"}
+TINY = {**StyleGAN.conformance["overrides"], "log_every": 1}
 
 
 def test_ada_probability_is_checkpointed_and_resumed(tmp_path):

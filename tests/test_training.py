@@ -25,14 +25,26 @@ from genbench.training import (
     update_ema,
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models on a shared 2-core machine: more threads only spin.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+
+def on_step(hook):
+    """A genbench.progress factory that calls ``hook(steps_done, total)`` after every step."""
+
+    def factory(description, total):
+        assert description == "train"
+        state = {"done": 0, "total": total}
+
+        def advance(n, total=None):
+            if total is not None:
+                state["total"] = total
+            state["done"] += n
+            if n:
+                hook(state["done"], state["total"])
+
+        return advance
+
+    return factory
 
 
 class ToyTask(TrainingTask):
@@ -124,13 +136,14 @@ def test_resume_from_periodic_checkpoint_after_crash(tmp_path):
     class Crash(Exception):
         pass
 
-    def crash_at_7(step, total, losses):
+    def crash_at_7(step, total):
         if step == 7:
             raise Crash
 
     crashed = ToyTask()
     with pytest.raises(Crash):
-        fit_task(crashed, DATA, cfg(9, checkpoint_every=3), workdir=tmp_path / "b", progress=crash_at_7)
+        fit_task(crashed, DATA, cfg(9, checkpoint_every=3), workdir=tmp_path / "b",
+                  progress=on_step(crash_at_7))
     assert [s for s, _ in list_checkpoints(tmp_path / "b")] == [3, 6]
     resumed = ToyTask(seed=5)
     r = fit_task(resumed, DATA, cfg(9, checkpoint_every=3), workdir=tmp_path / "b")
@@ -234,11 +247,11 @@ def test_engine_ema_is_updated_every_step(tmp_path):
     task = ToyTask()
     snapshots = []
 
-    def progress(step, total, losses):
+    def progress(step, total):
         snapshots.append((weights(task)["net.0.weight"], weights(task)["ema.0.weight"]))
 
     ema0 = weights(task)["ema.0.weight"]
-    fit_task(task, DATA, cfg(3), progress=progress)
+    fit_task(task, DATA, cfg(3), progress=on_step(progress))
     ema = ema0
     for net_w, ema_w in snapshots:
         ema = 0.9 * ema + 0.1 * net_w
@@ -268,7 +281,7 @@ def test_engine_refuses_reduced_precision_on_cpu():
 def test_progress_and_history_without_workdir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     calls = []
-    r = fit_task(ToyTask(), DATA, cfg(5, log_every=2), progress=lambda *a: calls.append(a))
+    r = fit_task(ToyTask(), DATA, cfg(5, log_every=2), progress=on_step(lambda *a: calls.append(a)))
     assert [c[0] for c in calls] == [1, 2, 3, 4, 5] and all(c[1] == 5 for c in calls)
     assert [h["step"] for h in r.history] == [2, 4, 5]
     assert list(tmp_path.iterdir()) == []  # nothing is written without a workdir

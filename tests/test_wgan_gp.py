@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from baselines.wgan_gp import (
+    WGANGP,
     ResNetCritic,
     ResNetGenerator,
     WGANGPTask,
@@ -16,23 +17,13 @@ from baselines.wgan_gp import (
     penalty_from_outputs,
 )
 from genbench.errors import UsageError
-from genbench.testing import check_generator, toy_images
+from genbench.testing import toy_images
 from genbench.training import EngineConfig, fit_task
 
-TINY = dict(ch=8, ch_max=16, z_dim=16, batch_size=8, log_every=1, n_critic=2)
+TINY = {**WGANGP.conformance["overrides"], "log_every": 1}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def test_conformance():
-    report = check_generator(create, resolution=16, overrides=TINY, loss_key="d_loss", loss_steps=15)
-    assert "resume" in report and "save_load" in report
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Linear(nn.Module):

@@ -18,7 +18,9 @@ def run(
         None, "--data", help="Real data folder (default: the built-in phantom)."
     ),
     out: Path = typer.Option(Path("runs"), "--out", "-o", help="Root of the run folders."),
-    device: str | None = typer.Option(None, "--device", help="cpu | cuda (default: GPU if any)."),
+    device: str | None = typer.Option(
+        None, "--device", help="cpu, cuda, cuda:N or mps (default: the GPU if there is one)."
+    ),
     size: int | None = typer.Option(None, "--size", help="Image size (default: 32 quick, 256 paper)."),
     n_images: int | None = typer.Option(
         None, "--n-images", help="Images to prepare (phantom count / cap on real data)."
@@ -27,7 +29,12 @@ def run(
         None, "--n-samples", help="Samples per model (default: size of the held-out set)."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed for data split, training and sampling."),
-    force: bool = typer.Option(False, "--force", help="Redo every stage, even finished ones."),
+    force: bool = typer.Option(
+        False, "--force", help="Redo every stage, even finished ones (earlier checkpoints are kept)."
+    ),
+    discard_checkpoints: bool = typer.Option(
+        False, "--discard-checkpoints", help="With --force: delete the retrained settings' checkpoints."
+    ),
     steps: int | None = typer.Option(
         None, "--steps", help="Override every model's training steps (smoke tests)."
     ),
@@ -55,6 +62,7 @@ def run(
         n_samples=n_samples,
         seed=seed,
         force=force,
+        discard_checkpoints=discard_checkpoints,
         inception_weights=eval_overrides.pop("inception_weights", None),
         steps=steps,
         metrics=REGISTRY.parse(eval_overrides.pop("metrics", None)),

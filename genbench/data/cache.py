@@ -11,32 +11,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from genbench.io.atomic import atomic_write_json
+from genbench.cache import cache_dir
+from genbench.io.atomic import atomic_write_json, atomic_write_stream
+from genbench.io.hashing import file_sha256
 
 CACHE_VERSION = 1
 
 
 def default_cache_dir() -> Path:
-    env = os.environ.get("GENBENCH_CACHE_DIR")
-    if env:
-        return Path(env) / "datasets"
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "genbench" / "datasets"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """``$GENBENCH_CACHE/datasets`` (see :mod:`genbench.cache`)."""
+    return cache_dir("datasets")
 
 
 def digest_inputs(
@@ -51,7 +40,7 @@ def digest_inputs(
         if old and old.get("size") == st.st_size and old.get("mtime_ns") == st.st_mtime_ns:
             sha = old["sha256"]
         else:
-            sha = sha256_file(p)
+            sha = file_sha256(p)
         out[rel] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha}
     return out
 
@@ -89,17 +78,6 @@ def load_arrays(folder: Path, key: str) -> dict[str, np.ndarray] | None:
 
 
 def write_entry(folder: Path, key: str, arrays: dict[str, np.ndarray], manifest: dict) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    dest = folder / f"{key}.npz"
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    dest = atomic_write_stream(folder / f"{key}.npz", lambda fh: np.savez(fh, **arrays))
     atomic_write_json(folder / f"{key}.json", {"cache_version": CACHE_VERSION, **manifest})
     return dest

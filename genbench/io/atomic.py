@@ -2,8 +2,10 @@
 
 The data goes to a temporary file in the destination folder (same filesystem, so the final
 ``os.replace`` is a rename, atomic on POSIX and Windows), is flushed and fsync'ed, and only
-then replaces the destination. On any failure the temporary file is removed and the
-destination is untouched.
+then replaces the destination; the folder is fsync'ed after the rename so the rename itself
+survives a power cut. On any failure the temporary file is removed and the destination is
+untouched. This is the project's one atomic writer: checkpoints, caches, results and images
+all go through :func:`atomic_write_stream`.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
+__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_stream", "atomic_write_text"]
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -34,15 +37,20 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically; creates missing parent folders. Returns the path."""
+def atomic_write_stream(path: str | os.PathLike[str], write: Callable[[BinaryIO], Any]) -> Path:
+    """Call ``write(fh)`` on a temporary binary file next to ``path``, then move it into place.
+
+    For writers that stream into a file handle (``torch.save``, ``np.savez``): the file is
+    flushed and fsync'ed before the rename and the folder after it, so after a crash the
+    destination holds the old or the complete new content. Creates missing parent folders.
+    """
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         # mkstemp creates 0600 files; give the result the permissions a plain open() would.
@@ -55,6 +63,11 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
         raise
     _fsync_dir(dest.parent)
     return dest
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically; creates missing parent folders. Returns the path."""
+    return atomic_write_stream(path, lambda fh: fh.write(data))
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> Path:

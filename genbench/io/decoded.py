@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +32,7 @@ class ReadOptions:
     skip_bad: bool = False
     hu_window: Range | None = None
     value_range: Range | None = None
-    progress: bool = False
+    progress: Any = False  # a genbench.progress factory, True (rich bars) or False
 
     def __post_init__(self) -> None:
         if self.resize is not None and (isinstance(self.resize, bool) or not isinstance(

@@ -18,10 +18,12 @@ from genbench.io.decoded import DecodedFile, frame_id, luminance
 
 DICOM_MAGIC_OFFSET = 128
 DICOM_MAGIC = b"DICM"
+# genbench depends on pylibjpeg with its libjpeg, openjpeg and rle plugins, so JPEG (baseline,
+# extended, lossless), JPEG-LS, JPEG 2000, HTJ2K and RLE decode out of the box; this hint is
+# for the syntaxes none of them covers (JPEG 2000 Part 2, video) or a broken installation.
 DECODER_HINT = (
-    "install a pydicom pixel-data plugin for it, e.g. `pip install pylibjpeg pylibjpeg-libjpeg "
-    "pylibjpeg-openjpeg` or `pip install python-gdcm`, or decompress the file first "
-    "(e.g. `gdcmconv --raw`)"
+    "install a pydicom pixel-data plugin for it (`pip install python-gdcm` covers the most), "
+    "or decompress the file first (e.g. `gdcmconv --raw`)"
 )
 
 
@@ -35,18 +37,32 @@ def has_dicom_magic(path: Path) -> bool:
     return head[DICOM_MAGIC_OFFSET:] == DICOM_MAGIC
 
 
+def _decoder_available(ts) -> bool:
+    from pydicom.pixels import get_decoder
+
+    try:
+        return bool(get_decoder(ts).is_available)
+    except NotImplementedError:  # pydicom has no decoder at all for this syntax (video, ...)
+        return False
+
+
 def _pixels(path: Path, ds) -> np.ndarray:
     ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     try:
         return ds.pixel_array
     except (RuntimeError, NotImplementedError) as exc:
         if ts is not None and ts.is_compressed:
-            # pydicom lists the plugins that could decode this syntax, one per line
+            # pydicom lists what each plugin said (or which are missing), one per line
             lines = [ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()]
-            plugins = f" (pydicom: {'; '.join(lines)})" if lines else ""
+            said = _one_line(Exception("; ".join(lines))) if lines else ""
+            if _decoder_available(ts):
+                raise InputError(
+                    f"compressed DICOM ({ts.name}) could not be decoded: the data is damaged or "
+                    f"uses a variant the installed decoders do not support"
+                    f"{f' (pydicom: {said})' if said else ''}", str(path)) from exc
             raise InputError(
                 f"compressed DICOM ({ts.name}) cannot be decoded: no decoder is installed"
-                f"{plugins}; " + DECODER_HINT, str(path)) from exc
+                f"{f' (pydicom: {said})' if said else ''}; " + DECODER_HINT, str(path)) from exc
         raise InputError(f"cannot decode DICOM pixel data ({_one_line(exc)})", str(path)) from exc
 
 

@@ -28,6 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -249,12 +250,26 @@ def list_files(root: Path) -> list[Path]:
     return sorted(files, key=lambda p: _natural_key(p.relative_to(root).as_posix()))
 
 
-def _progress(items: list, enabled: bool) -> Iterable:
-    if not enabled:
-        return items
-    from rich.progress import track
+def _progress(items: list, progress: Any) -> Iterable:
+    """``items``, counted as one ``reading images`` step of :mod:`genbench.progress`:
+    ``progress`` is a progress factory, True (rich bars on stderr) or False/None (silent)."""
+    if not progress:
+        yield from items
+        return
+    from genbench.progress import Step, rich_bars
 
-    return track(items, description="reading images", transient=True)
+    if callable(progress):
+        with Step(progress, "reading images", len(items)) as step:
+            for item in items:
+                yield item
+                step(1)
+        return
+    from rich.console import Console
+
+    with rich_bars(Console(stderr=True)) as bars, Step(bars, "reading images", len(items)) as step:
+        for item in items:
+            yield item
+            step(1)
 
 
 def _summarise(paths: list[str], limit: int = 3) -> str:
@@ -382,7 +397,7 @@ def _set_meta(root: str, resolved: list[_Resolved], opts: ReadOptions, resize_me
 
 
 def _options(resize: int | None, skip_bad: bool, hu_window: Range | None,
-             value_range: Range | None, progress: bool) -> ReadOptions:
+             value_range: Range | None, progress: Any) -> ReadOptions:
     return ReadOptions(resize=resize, skip_bad=skip_bad, hu_window=hu_window,
                        value_range=value_range, progress=progress)
 
@@ -394,7 +409,7 @@ def read_image_folder(
     skip_bad: bool = False,
     hu_window: Range | None = None,
     value_range: Range | None = None,
-    progress: bool = False,
+    progress: Any = False,
 ) -> ImageSet:
     """Read every image under ``path`` (recursively, in a deterministic order), or one file.
 
@@ -440,7 +455,7 @@ def read_image_file(
     skip_bad: bool = False,
     hu_window: Range | None = None,
     value_range: Range | None = None,
-    progress: bool = False,
+    progress: Any = False,
 ) -> list[tuple[str, np.ndarray]]:
     """Read one file into ``[(source_id, float32 2-D canonical image), ...]``.
 
