@@ -182,6 +182,7 @@ def test_vectorised_normalisation_is_bitwise_the_packages():
                                          handle_std_zero=False)
             np.testing.assert_array_equal(frd._zscore_v1(f, r32, 0.0, 1.0), want)
     s[4, 1] = np.nan
+    r[:, 7] = s[:, 7] = -2.0  # constant over both sets: min-max maps it to the range's centre
     base = np.concatenate([r, s])
     for f in (r, s):
         want = pkg.min_max_normalize(f, 0.0, 7.45670747756958, base_distribution=base)
@@ -200,3 +201,20 @@ def test_bootstrap_replicates_rerun_the_pipeline_on_resampled_images():
         is_ = boot.indices(10, SYNTH, i, i + 1)[0]
         assert reps[i] == frd.frd_statistic(r[ir], s[is_]).value
     assert len(set(reps.tolist())) == 4
+
+
+def test_a_column_not_finite_in_either_set_is_dropped_from_both():
+    rng = np.random.default_rng(4)
+    r, s = rng.normal(size=(15, 8)), rng.normal(size=(12, 8)) + 0.3
+    s_bad = s.copy()
+    s_bad[3, 2] = np.inf  # not finite in the synthetic set only
+    st = frd.frd_statistic(r, s_bad)
+    keep = [c for c in range(8) if c != 2]
+    assert st.dropped_columns == 1 and st.n_features == 7
+    assert st.value == frd.frd_statistic(r[:, keep], s[:, keep]).value
+    # A NaN feature drops the image (v1), not the column.
+    s_nan = s.copy()
+    s_nan[5, 4] = np.nan
+    st = frd.frd_statistic(r, s_nan)
+    assert st.dropped_rows == (0, 1) and st.n_synth == 11
+    assert st.value == frd.frd_statistic(r, np.delete(s, 5, axis=0)).value

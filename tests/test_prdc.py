@@ -49,3 +49,15 @@ def test_density_and_coverage_react_as_defined():
 def test_too_few_samples_is_a_clear_error():
     with pytest.raises(ours.PRDCInputError, match="more than k=5"):
         ours.prdc(np.zeros((5, 3)), np.ones((10, 3)))
+
+
+def test_ties_are_strict_as_in_the_prdc_package(capsys):
+    # Integer grid points: squared distances are exact integers, so a neighbour sits exactly on a
+    # ball's radius and the strict '<' of the definitions decides (a '<=' would count it).
+    g = np.stack(np.meshgrid(np.arange(6.0), np.arange(6.0)), -1).reshape(-1, 2)
+    for real, synth in ((g, g), (g, g[::2] + np.array([1.0, 0.0])), (g, g + 0.5)):
+        got = ours.prdc(real, synth, k=5).as_dict()
+        want = prdc_pkg.compute_prdc(real_features=real, fake_features=synth, nearest_k=5)
+        capsys.readouterr()
+        for key in ("precision", "recall", "density", "coverage"):
+            assert got[key] == pytest.approx(float(want[key]), abs=1e-12), (key, got, want)
