@@ -47,13 +47,13 @@ def main() -> None:
             pre = torch.cat([B.preprocess(window.apply(x[s:s + args.batch_size]), ext.spec)
                              for s in range(0, args.n, args.batch_size)])
 
-            def ours() -> None:
+            def ours(ext=ext, window=window, dev=dev) -> None:
                 ext.extract(window.apply(x))
                 if dev == "cuda":
                     torch.cuda.synchronize()
 
             @torch.inference_mode()
-            def bare() -> None:
+            def bare(ext=ext, pre=pre, dev=dev) -> None:
                 for s in range(0, args.n, args.batch_size):
                     ext.net(pre[s:s + args.batch_size].to(dev))
                 if dev == "cuda":

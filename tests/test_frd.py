@@ -18,10 +18,10 @@ import torch
 pytest.importorskip("frd_score")
 pytest.importorskip("radiomics")
 
-from genbench.data.prepare import prepare_dataset  # noqa: E402
-from genbench.data.presets import PRESETS  # noqa: E402
-from genbench.io import write_png_folder  # noqa: E402
-from genbench.metrics import frd  # noqa: E402
+from genbench.data.prepare import prepare_dataset
+from genbench.data.presets import PRESETS
+from genbench.io import write_png_folder
+from genbench.metrics import frd
 
 
 @pytest.fixture(scope="module")

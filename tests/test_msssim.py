@@ -101,7 +101,7 @@ def test_bootstrap_replicates_reweight_pairs():
         idx = boot.indices(8, REAL, r, r + 1)[0]
         # Brute force: every pair of distinct positions in the resample whose images differ
         # (all pairs are listed here), each image pair counted c_i * c_j times.
-        vals, w = [], []
+        vals = []
         for a in range(len(idx)):
             for b in range(a + 1, len(idx)):
                 i, j = sorted((idx[a], idx[b]))

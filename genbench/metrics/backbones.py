@@ -45,14 +45,15 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
 
 from genbench.errors import InputError, UsageError, WeightsUnavailableError
+
+if TYPE_CHECKING:  # torch, timm and torchvision are imported where used: the registry reads
+    import torch  # this module's catalogue (names, titles) without loading them
+    from torch import nn
 
 __all__ = [
     "BACKBONES",
@@ -190,6 +191,8 @@ def _first_line(exc: BaseException, limit: int = 200) -> str:
 
 
 def _read_state(path: Path) -> dict[str, torch.Tensor]:
+    import torch
+    
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -212,8 +215,7 @@ def _strip(state: dict[str, torch.Tensor], prefixes: tuple[str, ...]) -> dict[st
     out = {}
     for k, v in state.items():
         for p in prefixes:
-            if k.startswith(p):
-                k = k[len(p):]
+            k = k.removeprefix(p)
         out[k] = v
     return out
 
@@ -238,8 +240,11 @@ def _resnet_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def resample_dinov2_pos_embed(pos_embed: torch.Tensor, grid: int, offset: float = 0.1) -> torch.Tensor:
     """(1, 1 + M*M, D) -> (1, 1 + grid*grid, D) exactly as DINOv2's ``interpolate_pos_encoding``
     (bicubic, ``scale_factor = (grid + offset) / M``, no antialias), computed in float32."""
+    import torch
+    import torch.nn.functional as F
+    
     n = pos_embed.shape[1] - 1
-    m = int(round(math.sqrt(n)))
+    m = math.isqrt(n)
     if m * m != n:
         raise ValueError(f"positional embedding of {n} patches is not a square grid")
     if m == grid:
@@ -268,6 +273,9 @@ def _dinov2_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def build_architecture(spec: BackboneSpec, device: str | torch.device | None = None) -> nn.Module:
     """The bare architecture, never downloaded. ``device="meta"`` builds it without allocating or
     initialising anything (the weights are then assigned from a file)."""
+    import torch
+    from torch import nn
+    
     with torch.device(device or "cpu"):
         if spec.family == "dinov2":
             import timm
@@ -305,6 +313,8 @@ def _load_into(net: nn.Module, state: dict[str, torch.Tensor], spec: BackboneSpe
 
 def load_backbone(request: BackboneRequest, device: str | torch.device = "cpu") -> FeatureExtractor:
     """Check the file (exists, SHA-256 if pinned), build the architecture, load the weights strictly."""
+    import torch
+    
     from genbench.metrics.inception import file_sha256
 
     spec = BACKBONES[request.name]
@@ -339,6 +349,9 @@ ProgressFn = Callable[[int], None]
 
 def preprocess(u8: torch.Tensor, spec: BackboneSpec) -> torch.Tensor:
     """uint8 (B, 1, H, W) -> the backbone's float input (B, 3, 224, 224)."""
+    import torch
+    import torch.nn.functional as F
+    
     x = u8.float()
     if spec.name == "radimagenet-r50":
         x = (x - 127.5) * 2.0 / 255.0
@@ -372,17 +385,19 @@ class FeatureExtractor:
                 "feature_dim": self.spec.dim, "preprocessing": self.spec.preprocessing,
                 "feature_window": window.label(), "intensity_mapping": window.describe(mapping)}
 
-    @torch.inference_mode()
     def extract(self, u8: torch.Tensor, progress: ProgressFn | None = None) -> np.ndarray:
         """uint8 (N, 1, H, W) (already windowed) -> float32 (N, dim)."""
+        import torch
+
         out = np.empty((len(u8), self.spec.dim), dtype=np.float32)
-        for s in range(0, len(u8), self.batch_size):
-            b = u8[s:s + self.batch_size].to(self.device)
-            f = self.net(preprocess(b, self.spec))
-            out[s:s + len(b)] = f.float().reshape(len(b), -1).cpu().numpy()
-            self.n_forward_images += len(b)
-            if progress is not None:
-                progress(len(b))
+        with torch.inference_mode():
+            for s in range(0, len(u8), self.batch_size):
+                b = u8[s:s + self.batch_size].to(self.device)
+                f = self.net(preprocess(b, self.spec))
+                out[s:s + len(b)] = f.float().reshape(len(b), -1).cpu().numpy()
+                self.n_forward_images += len(b)
+                if progress is not None:
+                    progress(len(b))
         return out
 
     def features(self, images: torch.Tensor, *, window: FeatureWindow, mapping: Any = None,
@@ -444,6 +459,8 @@ def random_state_dict(name: str, seed: int = 0, *, official_format: bool = True)
     architecture built on the meta device (no memory, no slow init); convolutions get
     Kaiming-normal weights so that features neither vanish nor explode with depth.
     """
+    import torch
+    
     spec = BACKBONES[name]
     gen = torch.Generator().manual_seed(seed)
     with torch.device("meta"):
@@ -517,7 +534,12 @@ def backbone_metrics(real: np.ndarray, synth: np.ndarray, *, metrics: tuple[str,
     package's definitions with k = ``k``.
     """
     from genbench.errors import GenbenchError
-    from genbench.metrics.fidelity import KID_SUBSET_SIZE, KID_SUBSETS, frechet_distance, kernel_inception_distance
+    from genbench.metrics.fidelity import (
+        KID_SUBSET_SIZE,
+        KID_SUBSETS,
+        frechet_distance,
+        kernel_inception_distance,
+    )
     from genbench.metrics.prdc import prdc
     from genbench.metrics.result import MetricResult
 
