@@ -84,7 +84,7 @@ def test_evaluate_with_floor_shares_features_and_caches(sets, inception_material
     assert set(doc) >= {"genbench_version", "real", "synth", "metrics", "floor", "options"}
     assert set(doc["real"]) >= {"path", "n", "sha256", "skipped"}
     assert doc["real"]["sha256"] == real.sha256() and doc["synth"]["n"] == len(synth)
-    assert set(doc["metrics"]) == set(METRIC_NAMES) == set(doc["floor"])
+    assert set(doc["metrics"]) == set(REGISTRY.names()) == set(doc["floor"])  # every registered metric
     for m in INCEPTION:
         assert set(doc["metrics"][m]) >= {"value", "std", "status", "reason", "params", "elapsed_s"}
     assert doc["metrics"]["kid"]["params"]["subset_size"] == len(real)

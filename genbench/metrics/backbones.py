@@ -80,26 +80,29 @@ class BackboneSpec:
     timm_arch: str | None
     description: str
     preprocessing: str
+    short: str = ""  # table header label
 
 
 BACKBONES: dict[str, BackboneSpec] = {
     "dinov2-vit-b14": BackboneSpec(
         "dinov2-vit-b14", "dinov2", 768, "vit_base_patch14_dinov2",
         "DINOv2 ViT-B/14 (Oquab et al. 2023; Stein et al. 2023 recommend it over Inception)",
-        "bicubic antialiased resize to 224x224, ImageNet mean/std; class token after final norm"),
+        "bicubic antialiased resize to 224x224, ImageNet mean/std; class token after final norm",
+        "DINOv2-B"),
     "dinov2-vit-l14": BackboneSpec(
         "dinov2-vit-l14", "dinov2", 1024, "vit_large_patch14_dinov2",
         "DINOv2 ViT-L/14 (dgm-eval's default)",
-        "bicubic antialiased resize to 224x224, ImageNet mean/std; class token after final norm"),
+        "bicubic antialiased resize to 224x224, ImageNet mean/std; class token after final norm",
+        "DINOv2-L"),
     "swav-r50": BackboneSpec(
         "swav-r50", "resnet50", 2048, None,
         "SwAV ResNet-50, ImageNet self-supervised (Caron et al. 2020; Woodland et al. 2024)",
-        "bilinear resize to 224x224, ImageNet mean/std; 2048-d average-pooled layer4"),
+        "bilinear resize to 224x224, ImageNet mean/std; 2048-d average-pooled layer4", "SwAV"),
     "radimagenet-r50": BackboneSpec(
         "radimagenet-r50", "resnet50", 2048, None,
         "RadImageNet ResNet-50, supervised on 1.35 M radiology images (Mei et al. 2022)",
         "bilinear resize to 224x224, (x-127.5)*2/255 as RadImageNet's PyTorch example; "
-        "2048-d average-pooled layer4"),
+        "2048-d average-pooled layer4", "RadImageNet"),
 }
 
 
@@ -131,6 +134,34 @@ def parse_backbone(text: str) -> BackboneRequest:
     if m and not Path(rest).exists():
         rest, sha = m.group(1), m.group(2).lower()
     return BackboneRequest(name, Path(rest).expanduser(), sha)
+
+
+def parse_backbones(value: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
+    """``--backbone`` value(s) -> normalised 'name:path[:sha]' strings, one per backbone.
+
+    Several may be given comma-separated (a comma starts a new entry only before a known
+    backbone name, so paths with commas survive). A backbone named twice is an error.
+    """
+    if value is None or value == "" or value == ():
+        return ()
+    items = [value] if isinstance(value, str) else list(value)
+    names = "|".join(re.escape(n) for n in BACKBONES)
+    parts: list[str] = []
+    for item in items:
+        parts += [p.strip() for p in re.split(rf",(?=\s*(?:{names}):)", str(item), flags=re.IGNORECASE)
+                  if p.strip()]
+    out, seen = [], set()
+    for p in parts:
+        req = parse_backbone(p)
+        if req.name in seen:
+            raise UsageError(f"--backbone: {req.name} given twice")
+        seen.add(req.name)
+        out.append(f"{req.name}:{req.path}" + (f":{req.sha256}" if req.sha256 else ""))
+    return tuple(out)
+
+
+def backbone_requests(value: tuple[str, ...]) -> dict[str, BackboneRequest]:
+    return {r.name: r for r in (parse_backbone(v) for v in parse_backbones(value))}
 
 
 @dataclass(frozen=True)
@@ -309,6 +340,40 @@ def _load_into(net: nn.Module, state: dict[str, torch.Tensor], spec: BackboneSpe
         detail = "; ".join(parts) or _first_line(exc)
         raise InputError(f"not {spec.name} weights ({spec.description.split(' (')[0]}): {detail}",
                          str(path)) from None
+
+
+_CHECKED: dict[tuple[str, int, int, str | None, str], str] = {}
+
+
+def check_backbone_file(request: BackboneRequest) -> str | None:
+    """Fail fast on a file the user named that cannot be this backbone: SHA-256 mismatch, not a
+    state dict, another architecture (one-line InputError naming the file). Returns the file's
+    SHA-256, or None when the file is absent (then the metrics say so and the others go on).
+    Memoised per file (path, size, mtime): options are validated more than once per run."""
+    path = request.path
+    if not path.is_file():
+        return None
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, request.sha256, request.name)
+    if key not in _CHECKED:
+        from genbench.metrics.inception import file_sha256
+
+        spec = BACKBONES[request.name]
+        sha = file_sha256(path)
+        if request.sha256 is not None and not sha.startswith(request.sha256):
+            raise InputError(f"SHA-256 mismatch for {spec.name}: the file has {sha}, expected "
+                             f"{request.sha256}{'' if len(request.sha256) == 64 else '...'}", str(path))
+        state = _read_state(path)
+        try:
+            state = _dinov2_state(state) if spec.family == "dinov2" else _resnet_state(state)
+        except ValueError as exc:
+            raise InputError(f"not {spec.name} weights: {exc}", str(path)) from None
+        meta = build_architecture(spec, "meta")
+        want = meta.state_dict()
+        if set(want) != set(state) or any(tuple(state[k].shape) != tuple(want[k].shape) for k in want):
+            _load_into(meta, state, spec, path)  # raises the one-line mismatch
+        _CHECKED[key] = sha
+    return _CHECKED[key]
 
 
 def load_backbone(request: BackboneRequest, device: str | torch.device = "cpu") -> FeatureExtractor:
@@ -513,38 +578,55 @@ def random_state_dict(name: str, seed: int = 0, *, official_format: bool = True)
 
 
 # ---------------------------------------------------------------------------------------------
-# Metrics on any backbone's features.
+# Metrics on any backbone's features, and their registry entries.
 
-BACKBONE_METRICS: tuple[str, ...] = ("fd", "kid", "precision", "recall", "density", "coverage")
+# metric -> (table title, direction, digits, description); one registry entry per backbone each.
+BACKBONE_METRIC_INFO: dict[str, tuple[str, int, int, str]] = {
+    "fd": ("FD", -1, 3, "Fréchet distance between Gaussians fitted to {b} features (float64, as FID)."),
+    "kid": ("KID", -1, 4, "Kernel distance (unbiased cubic-kernel MMD², as KID) on {b} features."),
+    "precision": ("Prec.", +1, 3, "Share of synthetic images inside a real k-NN ball (k=5, prdc's "
+                                  "definition) on {b} features: fidelity."),
+    "recall": ("Rec.", +1, 3, "Share of real images inside a synthetic k-NN ball (k=5) on {b} features."),
+    "density": ("Dens.", +1, 3, "Real k-NN balls containing each synthetic image / k (Naeem et al. 2020) "
+                                "on {b} features: fidelity robust to real outliers (1 ~ real)."),
+    "coverage": ("Cov.", +1, 3, "Share of real images whose k-NN ball holds a synthetic image (Naeem et "
+                                "al. 2020) on {b} features: diversity robust to synthetic outliers."),
+}
+BACKBONE_METRICS: tuple[str, ...] = tuple(BACKBONE_METRIC_INFO)
 
 
 def metric_name(metric: str, backbone: str) -> str:
-    """'fd', 'dinov2-vit-b14' -> 'fd_dinov2-vit-b14' (the name in JSON and the column header)."""
+    """'fd', 'dinov2-vit-b14' -> 'fd_dinov2-vit-b14' (the name in JSON and ``--metrics``)."""
     return f"{metric}_{backbone}"
 
 
+def backbone_metric_names(backbones: tuple[str, ...]) -> tuple[str, ...]:
+    """The registered metrics a ``--backbone`` value adds to the selection."""
+    return tuple(metric_name(m, r.name) for r in backbone_requests(backbones).values() for m in BACKBONE_METRICS)
+
+
 def backbone_metrics(real: np.ndarray, synth: np.ndarray, *, metrics: tuple[str, ...] = BACKBONE_METRICS,
-                     seed: int = 0, kid_subset_size: int | None = None, k: int = 5,
-                     common: dict[str, Any] | None = None) -> dict[str, Any]:
+                     seed: int | None = None, kid_subset_size: int | None = None, k: int = 5,
+                     common: dict[str, Any] | None = None, boot: Any = None) -> dict[str, Any]:
     """Fréchet distance, KID and precision/recall/density/coverage between feature matrices.
 
     Returns {metric: MetricResult} keyed by the bare metric name ('fd', 'kid', ...). FD and KID
     are the formulas genbench uses for Inception (float64 Fréchet distance; unbiased cubic-kernel
-    MMD² with gamma = 1/d, subsets drawn as torch-fidelity draws them); P/R/D/C are the ``prdc``
-    package's definitions with k = ``k``.
+    MMD² with gamma = 1/d, subsets drawn as torch-fidelity draws them, its seed 2020 unless
+    ``seed``); P/R/D/C are the ``prdc`` package's definitions with k = ``k``. ``boot`` (a
+    ``genbench.stats.Bootstrap``) adds confidence intervals: FD and KID from resampled images of
+    both sets; P/R/D/C from each image's term with the other set's k-NN balls held fixed.
     """
     from genbench.errors import GenbenchError
-    from genbench.metrics.fidelity import (
-        KID_SUBSET_SIZE,
-        KID_SUBSETS,
-        frechet_distance,
-        kernel_inception_distance,
-    )
-    from genbench.metrics.prdc import prdc
+    from genbench.metrics import fidelity
+    from genbench.metrics.prdc import mean_replicates, prdc_terms
     from genbench.metrics.result import MetricResult
+    from genbench.stats import REAL, SYNTH, attach_ci
 
     common = dict(common or {})
     nr, ns = len(real), len(synth)
+    use_boot = boot is not None and boot.enabled
+    seed = fidelity.TF_SEED if seed is None else int(seed)
     out: dict[str, Any] = {}
 
     def make(m: str, value: float, std: float | None, params: dict[str, Any]) -> MetricResult:
@@ -558,23 +640,114 @@ def backbone_metrics(real: np.ndarray, synth: np.ndarray, *, metrics: tuple[str,
             return MetricResult.unavailable(m, str(exc), **common)
 
     if "fd" in metrics:
-        out["fd"] = guard("fd", lambda: make("fd", frechet_distance(real, synth), None,
-                                             {"formula": "|mu_r-mu_s|^2 + Tr(S_r+S_s-2(S_r S_s)^1/2), float64"}))
+        def _fd() -> MetricResult:
+            res = make("fd", fidelity.frechet_distance(real, synth), None,
+                       {"formula": "|mu_r-mu_s|^2 + Tr(S_r+S_s-2(S_r S_s)^1/2), float64"})
+            if use_boot:
+                attach_ci(res, fidelity.fid_replicates(real, synth, boot), boot, bounds=(0.0, None))
+            return res
+        out["fd"] = guard("fd", _fd)
     if "kid" in metrics:
         def _kid() -> MetricResult:
-            size = kid_subset_size if kid_subset_size is not None else min(nr, ns, KID_SUBSET_SIZE)
-            mean, std = kernel_inception_distance(synth, real, subsets=KID_SUBSETS, subset_size=size, seed=seed)
-            return make("kid", mean, std, {"subset_size": size, "subsets": KID_SUBSETS, "kernel": "poly",
-                                           "degree": 3, "gamma": f"1/{real.shape[1]}", "coef0": 1.0,
-                                           "estimator": "unbiased", "seed": seed})
+            size = kid_subset_size if kid_subset_size is not None else min(nr, ns, fidelity.KID_SUBSET_SIZE)
+            mean, std = fidelity.kernel_inception_distance(synth, real, subsets=fidelity.KID_SUBSETS,
+                                                           subset_size=size, seed=seed)
+            res = make("kid", mean, std, {"subset_size": size, "subsets": fidelity.KID_SUBSETS, "kernel": "poly",
+                                          "degree": 3, "gamma": f"1/{real.shape[1]}", "coef0": 1.0,
+                                          "estimator": "unbiased", "seed": seed})
+            if use_boot:
+                attach_ci(res, fidelity.kid_replicates(synth, real, boot), boot, params={
+                    "ci_statistic": "unbiased MMD^2 over all images of each bootstrap resample"})
+            return res
         out["kid"] = guard("kid", _kid)
     wanted = [m for m in ("precision", "recall", "density", "coverage") if m in metrics]
     if wanted:
         try:
-            res = prdc(real, synth, k=k).as_dict()
+            terms = prdc_terms(real, synth, k=k)
+            summary = terms.summary().as_dict()
+            per_image = {"precision": (terms.in_real_balls > 0, SYNTH, (0.0, 1.0)),
+                         "density": (terms.in_real_balls / k, SYNTH, (0.0, None)),
+                         "recall": (terms.recalled, REAL, (0.0, 1.0)),
+                         "coverage": (terms.covered, REAL, (0.0, 1.0))}
             for m in wanted:
-                out[m] = make(m, res[m], None, {"nearest_k": k, "definition": "prdc (Naeem et al. 2020)"})
+                out[m] = make(m, summary[m], None, {"nearest_k": k, "definition": "prdc (Naeem et al. 2020)"})
+                if use_boot:
+                    vals, stream, bounds = per_image[m]
+                    attach_ci(out[m], mean_replicates(vals, boot, stream), boot, bounds=bounds, params={
+                        "ci_conditional_on": "the other set's k-NN balls (per-image terms resampled)"})
         except GenbenchError as exc:
             for m in wanted:
                 out[m] = MetricResult.unavailable(m, str(exc), **common)
     return out
+
+
+def _boot(ctx: Any) -> Any:
+    boot = getattr(ctx, "boot", None)
+    return boot() if callable(boot) else None
+
+
+def _check_units(real: Any, synth: Any, window: FeatureWindow) -> None:
+    if window.is_full:
+        return
+    a, b = real.mapping, synth.mapping
+    if (a.unit, a.scale, a.offset) != (b.unit, b.scale, b.offset):
+        raise UsageError(f"--feature-window {window.label()}: the real set is in {a.unit} "
+                         f"(scale {a.scale:g}, offset {a.offset:g}) and the synthetic set in {b.unit} "
+                         f"(scale {b.scale:g}, offset {b.offset:g}); one window cannot mean the same "
+                         "intensities in both (use --feature-window full)")
+
+
+def compute_backbone_metric(ctx: Any, metric: str, name: str) -> Any:
+    """Registry entry for ``<metric>_<name>``: the six metrics of one backbone are computed together,
+    once per pair of sets; features are per image, cached on disk and shared with the floor."""
+
+    def all_six() -> dict[str, Any]:
+        reqs = backbone_requests(ctx.options.backbones)
+        if name not in reqs:
+            raise WeightsUnavailableError(
+                f"no {name} weights given: pass --backbone {name}:PATH with a local copy of the "
+                "published file (genbench never downloads weights)")
+        req = reqs[name]
+        key = ("backbone-extractor", name, str(req.path), req.sha256, str(ctx.device))
+        if key not in ctx.shared:
+            ctx.shared[key] = load_backbone(req, device=ctx.device)
+            ctx.shared[key].batch_size = ctx.options.batch_size
+        ext = ctx.shared[key]
+        window = parse_feature_window(ctx.options.feature_window)
+        _check_units(ctx.real, ctx.synth, window)
+
+        def features(which: str) -> np.ndarray:
+            def compute(images: Any) -> np.ndarray:
+                with ctx.step(f"{BACKBONES[name].short} features ({which})", len(images)) as step:
+                    f, _hit = ext.features(images.images, window=window, mapping=images.mapping,
+                                           cache_dir=ctx.options.cache_dir, use_cache=ctx.options.use_cache,
+                                           progress=step)
+                return f
+            return ctx.per_image(("backbone", name, ext.sha256, window.label()), which, compute)
+
+        fr, fs = features("real"), features("synth")
+        with ctx.step(f"{BACKBONES[name].short}: FD/KID/PRDC", 1):
+            return backbone_metrics(fr, fs, kid_subset_size=ctx.options.kid_subset_size,
+                                    common=ext.params(window, ctx.real.mapping), boot=_boot(ctx))
+
+    return ctx.once(("backbone-metrics", name), all_six)[metric]
+
+
+def _registry_function(metric: str, name: str) -> Callable[[Any], Any]:
+    def compute(ctx: Any) -> Any:
+        return compute_backbone_metric(ctx, metric, name)
+
+    compute.__name__ = compute.__qualname__ = registry_function_name(metric, name)
+    compute.__doc__ = f"Registry entry: {metric} on {name} features."
+    return compute
+
+
+def registry_function_name(metric: str, name: str) -> str:
+    return f"compute_{metric}_{name.replace('-', '_')}"
+
+
+# One module attribute per registry entry ("genbench.metrics.backbones:compute_fd_swav_r50").
+for _name in BACKBONES:
+    for _metric in BACKBONE_METRICS:
+        globals()[registry_function_name(_metric, _name)] = _registry_function(_metric, _name)
+del _name, _metric

@@ -184,13 +184,17 @@ def _extract_task(args: tuple[int, str, np.ndarray, np.ndarray | None]
 
 
 def radiomics_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """``<cache_dir>/radiomics`` when a cache folder is given, else beside the Inception feature
-    cache: ``$GENBENCH_CACHE/radiomics`` or ``~/.cache/genbench/radiomics``."""
+    """``<cache_dir>/radiomics`` when a cache folder is given, else the ``radiomics`` folder of
+    genbench's one cache root (``$GENBENCH_CACHE/radiomics``)."""
     if cache_dir is not None:
         return Path(cache_dir) / "radiomics"
-    from genbench.metrics.inception import default_cache_dir
+    try:
+        from genbench.cache import cache_dir as kind_dir
+    except ImportError:  # before the cache root module: beside the Inception features
+        from genbench.metrics.inception import default_cache_dir
 
-    return default_cache_dir().parent / "radiomics"
+        return default_cache_dir().parent / "radiomics"
+    return kind_dir("radiomics")
 
 
 def _image_key(image: np.ndarray, mask: np.ndarray | None) -> str:
@@ -275,6 +279,14 @@ class RadiomicFeatures:
     @property
     def n_features(self) -> int:
         return len(self.names)
+
+    def subset(self, rows: np.ndarray | list[int]) -> RadiomicFeatures:
+        """The features of images ``rows`` (indices into the original set)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        position = np.cumsum(self.kept) - 1  # row of each kept image in ``values``
+        kept = self.kept[rows]
+        return RadiomicFeatures(values=self.values[position[rows[kept]]], names=self.names, kept=kept,
+                                n_extracted=0, elapsed_s=0.0, settings=self.settings)
 
 
 def to_uint8_images(images: Any) -> np.ndarray:
@@ -572,6 +584,65 @@ def frd_replicates(real: np.ndarray, synth: np.ndarray, version: str, boot: Any)
         except GenbenchError:
             out[i] = np.nan  # a degenerate resample (all features dropped); stats drops it
     return out
+
+
+def _labels_of(images: Any) -> np.ndarray:
+    labels = images.meta.get("labels") if hasattr(images, "meta") else None
+    if labels is None:
+        raise GenbenchError(
+            "--frd-masks: this set carries no label maps (generated images never do, and folders of "
+            "images have none); organ-masked FRD needs one label map per image "
+            "(ImageSet.meta['labels'], N x H x W); without --frd-masks FRD uses the whole image")
+    lab = np.asarray(labels)
+    if lab.ndim == 4:
+        lab = lab[:, 0]
+    if lab.shape != (len(images), *images.images.shape[-2:]):
+        raise GenbenchError(f"--frd-masks: label maps of shape {lab.shape} do not match the "
+                            f"{len(images)} images of {tuple(images.images.shape[-2:])} px")
+    return lab
+
+
+def compute_frd_metric(ctx: Any) -> Any:
+    """Registry entry: FRD of SYNTH against REAL (REAL is the normalisation reference).
+
+    Radiomic features are per image: computed once per underlying set (shared with the floor,
+    whose sets are rows of REAL), cached on disk per image content."""
+    from genbench.metrics.result import MetricResult
+
+    opts = ctx.options
+    version = check_version(opts.frd_version)
+    masked = bool(opts.frd_masks)
+
+    def features(which: str) -> RadiomicFeatures:
+        def compute(images: Any) -> RadiomicFeatures:
+            masks = masks_from_labels(_labels_of(images)) if masked else None
+            with ctx.step(f"FRD radiomic features ({which})", len(images)) as step:
+                return radiomic_features(images, masks=masks, version=version, n_jobs=opts.n_jobs,
+                                         cache_dir=opts.cache_dir, use_cache=opts.use_cache,
+                                         progress=step.absolute)
+        return ctx.per_image(("radiomics", version, masked), which, compute)
+
+    fr, fs = features("real"), features("synth")
+    with ctx.step("FRD", 1):
+        st = frd_from_features(fr, fs, version)
+        params = {**st.params(), "frd_score": fr.settings.get("frd_score"),
+                  "pyradiomics": fr.settings.get("pyradiomics"),
+                  "n_features_extracted": fr.n_features,
+                  "masks": "organ masks (label > 0)" if masked else "whole image"
+                  + (" minus one corner pixel (frd-score's pyradiomics work-around)" if version == "v1" else ""),
+                  "input": fr.settings.get("input"), "reference": "real set (D1)",
+                  "skipped_images": {"real": int((~fr.kept).sum()), "synth": int((~fs.kept).sum())}}
+        res = MetricResult(name="frd", value=st.value, params=params, n_real=st.n_real, n_synth=st.n_synth)
+        boot = getattr(ctx, "boot", None)
+        boot = boot() if callable(boot) else None
+        if boot is not None and boot.enabled:
+            from genbench.stats import attach_ci
+
+            attach_ci(res, frd_replicates(fr.values, fs.values, version, boot), boot,
+                      bounds=(0.0, None) if version == "v0" else (None, None),
+                      params={"ci_statistic": "the whole FRD pipeline (normalisation included) on "
+                                              "resampled images of both sets"})
+    return res
 
 
 def masks_from_labels(labels: np.ndarray, organs: Sequence[int] | None = None) -> np.ndarray:

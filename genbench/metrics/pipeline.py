@@ -104,6 +104,21 @@ class EvalOptions:
     c2st_permutations: int = field(default=0, metadata=cli(
         "--c2st-permutations", "C2ST: label permutations for the permutation p-value (each repeats "
         "the whole cross-validation; e.g. 99); 0: exact binomial p only."))
+    frd_version: str = field(default="v1", metadata=cli(
+        "--frd-version", "FRD version: v1 (Konz, Osuala et al. 2026; default) or v0 (Osuala et al. 2024)."))
+    frd_masks: bool = field(default=False, metadata=cli(
+        "--frd-masks", "FRD inside organ masks (label > 0 of each set's label maps) instead of the whole image."))
+    backbones: tuple[str, ...] = field(default=(), metadata=cli(
+        "--backbone", "NAME:PATH[:SHA256] of a local weights file (dinov2-vit-b14, dinov2-vit-l14, "
+        "swav-r50, radimagenet-r50), comma-separated for several; adds FD, KID, precision, recall, "
+        "density and coverage on it. Checked by SHA-256, never downloaded."))
+    feature_window: str = field(default="full", metadata=cli(
+        "--feature-window", "Intensities fed to a --backbone: 'full' (the stored range) or LO,HI in the "
+        "set's units (HU for CT presets), e.g. -160,240 for soft tissue."))
+    msssim_pairs: int = field(default=1000, metadata=cli(
+        "--msssim-pairs", "Random pairs of distinct images per set for MS-SSIM diversity."))
+    vendi_kernel: str = field(default="pixel", metadata=cli(
+        "--vendi-kernel", "Vendi score kernel: pixel (vendi-score's 32x32 pixel cosine) or ssim."))
     # How the report was computed (set by evaluate(); runtime facts, not part of identity: the
     # values do not depend on them): processes of a torchrun job and their backend.
     world_size: int = 1
@@ -113,7 +128,21 @@ class EvalOptions:
     distributed: bool = True
 
     def __post_init__(self) -> None:
-        self.metrics = parse_metric_names(self.metrics)
+        from genbench.metrics.backbones import (backbone_metric_names, backbone_requests, check_backbone_file,
+                                                parse_backbones, parse_feature_window)
+        from genbench.metrics.frd import check_version
+        from genbench.metrics.vendi import check_kernel
+
+        self.backbones = parse_backbones(self.backbones)
+        for request in backbone_requests(self.backbones).values():
+            check_backbone_file(request)  # a wrong file is one line, before any work
+        self.metrics = parse_metric_names(tuple(parse_metric_names(self.metrics))
+                                          + backbone_metric_names(self.backbones))
+        self.frd_version = check_version(self.frd_version)
+        self.vendi_kernel = check_kernel(self.vendi_kernel)
+        self.feature_window = parse_feature_window(self.feature_window).label()
+        if self.msssim_pairs < 1:
+            raise UsageError("--msssim-pairs must be >= 1")
         if self.inception_weights is not None:
             self.inception_weights = Path(self.inception_weights)
         if self.cache_dir is not None:

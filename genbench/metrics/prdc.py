@@ -25,7 +25,7 @@ import torch
 
 from genbench.errors import GenbenchError
 
-__all__ = ["PRDC", "knn_radii", "prdc"]
+__all__ = ["PRDC", "PRDCTerms", "knn_radii", "mean_replicates", "prdc", "prdc_terms"]
 
 NEAREST_K = 5
 BLOCK = 2048
@@ -64,8 +64,25 @@ def knn_radii(x: torch.Tensor, k: int) -> torch.Tensor:
     return out
 
 
-def prdc(real: np.ndarray, synth: np.ndarray, k: int = NEAREST_K) -> PRDC:
-    """Precision, recall, density and coverage of SYNTH against REAL (rows are samples)."""
+@dataclass(frozen=True)
+class PRDCTerms:
+    """Per-image terms: for each synthetic image how many real k-NN balls contain it (precision:
+    > 0; density: / k), for each real image whether a synthetic ball contains it (recall) and
+    whether its own ball contains a synthetic image (coverage)."""
+
+    in_real_balls: np.ndarray  # (m,) float64 counts
+    recalled: np.ndarray  # (n,) bool
+    covered: np.ndarray  # (n,) bool
+    k: int
+
+    def summary(self) -> PRDC:
+        return PRDC(precision=float((self.in_real_balls > 0).mean()), recall=float(self.recalled.mean()),
+                    density=float(self.in_real_balls.mean() / self.k), coverage=float(self.covered.mean()),
+                    k=self.k)
+
+
+def prdc_terms(real: np.ndarray, synth: np.ndarray, k: int = NEAREST_K) -> PRDCTerms:
+    """The per-image terms of precision, recall, density and coverage (see :class:`PRDCTerms`)."""
     r = torch.from_numpy(np.ascontiguousarray(real, dtype=np.float64))
     s = torch.from_numpy(np.ascontiguousarray(synth, dtype=np.float64))
     if r.ndim != 2 or s.ndim != 2 or r.shape[1] != s.shape[1]:
@@ -76,16 +93,32 @@ def prdc(real: np.ndarray, synth: np.ndarray, k: int = NEAREST_K) -> PRDC:
                              f"real and {len(s)} synthetic")
     rad_r = knn_radii(r, k)
     rad_s = knn_radii(s, k)
-    in_real_balls = torch.zeros(len(s), dtype=torch.float64)  # per synthetic: real balls containing it
+    in_real_balls = torch.zeros(len(s), dtype=torch.float64)
     recalled = torch.zeros(len(r), dtype=torch.bool)
     covered = torch.zeros(len(r), dtype=torch.bool)
     for a in range(0, len(r), BLOCK):
         d = _dist(r[a:a + BLOCK], s)  # (block of real, m)
-        inside = d < rad_r[a:a + BLOCK, None]
-        in_real_balls += inside.sum(0)
+        in_real_balls += (d < rad_r[a:a + BLOCK, None]).sum(0)
         recalled[a:a + BLOCK] = (d < rad_s[None, :]).any(1)
         covered[a:a + BLOCK] = d.min(1).values < rad_r[a:a + BLOCK]
-    return PRDC(precision=float((in_real_balls > 0).double().mean()),
-                recall=float(recalled.double().mean()),
-                density=float(in_real_balls.mean() / k),
-                coverage=float(covered.double().mean()), k=k)
+    return PRDCTerms(in_real_balls.numpy(), recalled.numpy(), covered.numpy(), k)
+
+
+def prdc(real: np.ndarray, synth: np.ndarray, k: int = NEAREST_K) -> PRDC:
+    """Precision, recall, density and coverage of SYNTH against REAL (rows are samples)."""
+    return prdc_terms(real, synth, k).summary()
+
+
+def mean_replicates(values: np.ndarray, boot: object, stream: int) -> np.ndarray:
+    """Bootstrap replicates of the mean of per-image ``values`` resampled on ``stream`` (the
+    other set's k-NN balls held fixed, as for Inception precision/recall)."""
+    from genbench.stats import counts
+
+    v = np.asarray(values, dtype=np.float64)
+    n = len(v)
+    out = np.empty(boot.replicates)  # type: ignore[attr-defined]
+    for start in range(0, boot.replicates, 256):  # type: ignore[attr-defined]
+        stop = min(boot.replicates, start + 256)  # type: ignore[attr-defined]
+        c = counts(boot.indices(n, stream, start, stop), n).astype(np.float64)  # type: ignore[attr-defined]
+        out[start:stop] = c @ v / n
+    return out

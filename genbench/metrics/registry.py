@@ -219,6 +219,41 @@ _r(MetricSpec(
                 "real from synthetic (balanced, size-matched k-fold; exact binomial CI); 0.5 = "
                 "indistinguishable, 1 = always told apart. Needs no weights.",
     aliases=("machine-turing",)))
+_r(MetricSpec(
+    name="frd", title="FRD", direction=-1, family="radiomics",
+    compute="genbench.metrics.frd:compute_frd_metric",
+    description="Fréchet Radiomics Distance (frd-score on pyradiomics, v1 by default: ln of the Fréchet "
+                "distance between z-scored radiomic features; no learned weights, runs offline). Tracks "
+                "downstream use and radiologists better than FID (Konz, Osuala et al. 2026).",
+    aliases=("radiomics-fd",)))
+_r(MetricSpec(
+    name="msssim", title="MS-SSIM", direction=-1, family="pixels",
+    compute="genbench.metrics.msssim:compute_msssim_metric",
+    description="Mean MS-SSIM over random pairs within the synthetic set (MONAI's diversity protocol): "
+                "high = collapse; read beside the real set's value (noise scores low too).",
+    aliases=("ms-ssim",), digits=4))
+_r(MetricSpec(
+    name="vendi", title="Vendi", direction=+1, family="pixels",
+    compute="genbench.metrics.vendi:compute_vendi_metric",
+    description="Vendi score of the synthetic set (vendi-score; pixel kernel by default): its effective "
+                "number of distinct images; read beside the real set's value (noise scores high too).",
+    digits=2))
+
+
+def _register_backbones() -> None:
+    # One entry per backbone and metric ("fd_dinov2-vit-b14"), off by default: `--backbone
+    # NAME:PATH` adds its six metrics to the selection, `--metrics NAME` selects them too.
+    from genbench.metrics import backbones as bb
+
+    for spec in bb.BACKBONES.values():
+        for metric, (title, direction, digits, text) in bb.BACKBONE_METRIC_INFO.items():
+            _r(MetricSpec(
+                name=bb.metric_name(metric, spec.name), title=f"{title} {spec.short}", direction=direction,
+                family="backbone", compute=f"genbench.metrics.backbones:{bb.registry_function_name(metric, spec.name)}",
+                description=text.format(b=spec.short), groups=(spec.name,), default=False, digits=digits))
+
+
+_register_backbones()
 del _r
 
 

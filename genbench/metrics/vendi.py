@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -110,3 +111,32 @@ def set_vendi(images: torch.Tensor, kernel: str = "pixel", *, device: str | torc
               progress: Callable[[int, int], None] | None = None) -> SetVendi:
     k = kernel_matrix(images, kernel, device=device, progress=progress)
     return SetVendi(vendi_from_kernel(k), check_kernel(kernel), k)
+
+
+def compute_vendi_metric(ctx: Any) -> Any:
+    """Registry entry: the synthetic set's Vendi score, the real set's beside it."""
+    from genbench.metrics.result import MetricResult
+
+    kernel = check_kernel(ctx.options.vendi_kernel)
+
+    def of(which: str) -> SetVendi:
+        def compute(images: Any) -> SetVendi:
+            n = len(images)
+            with ctx.step(f"Vendi ({which})", n * (n - 1) // 2 if kernel == "ssim" else 1) as step:
+                return set_vendi(images.images, kernel, device=ctx.device, progress=step.absolute)
+        return ctx.per_set(("vendi", kernel), which, compute)
+
+    syn, real = of("synth"), of("real")
+    res = MetricResult(name="vendi", value=syn.value, params={
+        "kernel": kernel, "order_q": 1, "set": "synth", "real_value": real.value,
+        "kernel_definition": "cosine of 32x32 8-bit pixel vectors (vendi-score's pixel_vendi_score)"
+        if kernel == "pixel" else "SSIM (scikit-image's definition, canonical range)",
+        "reading": "effective number of distinct images, 1..n; compare with real_value (noise also scores high)"})
+    boot = getattr(ctx, "boot", None)
+    boot = boot() if callable(boot) else None
+    if boot is not None and boot.enabled:
+        from genbench.stats import SYNTH, attach_ci
+
+        attach_ci(res, syn.replicates(boot, SYNTH), boot, bounds=(1.0, None), params={
+            "ci_statistic": "Vendi score of each resampled synthetic set (kernel rows repeated)"})
+    return res
