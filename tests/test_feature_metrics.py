@@ -81,6 +81,13 @@ def test_evaluate_reports_every_feature_metric_with_its_provenance(sets, swav, t
     # The floor: two real halves, scored with the same functions (features are rows of REAL's).
     for m in ("frd", "msssim", "vendi", "fd_swav-r50", "coverage_swav-r50"):
         assert rep.floor[m].status == "ok", (m, rep.floor[m].reason)
+    # Every value carries a bootstrap interval (the replicate functions are checked one by one
+    # in the metrics' own tests).
+    for m in ("frd", "msssim", "vendi", "fd_swav-r50", "kid_swav-r50", "precision_swav-r50",
+              "recall_swav-r50", "density_swav-r50", "coverage_swav-r50"):
+        r = rep.metrics[m]
+        assert r.ci is not None and r.ci_method and r.ci[0] <= r.value <= r.ci[1], (m, r.value, r.ci)
+        assert r.params["bootstrap_replicates"] == 1000
     # The per-image caches were written under the one cache folder.
     assert list((tmp_path / "radiomics").rglob("*.npy"))
     assert list(tmp_path.glob("swav-r50-*.npy"))

@@ -681,11 +681,6 @@ def backbone_metrics(real: np.ndarray, synth: np.ndarray, *, metrics: tuple[str,
     return out
 
 
-def _boot(ctx: Any) -> Any:
-    boot = getattr(ctx, "boot", None)
-    return boot() if callable(boot) else None
-
-
 def _check_units(real: Any, synth: Any, window: FeatureWindow) -> None:
     if window.is_full:
         return
@@ -728,7 +723,7 @@ def compute_backbone_metric(ctx: Any, metric: str, name: str) -> Any:
         fr, fs = features("real"), features("synth")
         with ctx.step(f"{BACKBONES[name].short}: FD/KID/PRDC", 1):
             return backbone_metrics(fr, fs, kid_subset_size=ctx.options.kid_subset_size,
-                                    common=ext.params(window, ctx.real.mapping), boot=_boot(ctx))
+                                    common=ext.params(window, ctx.real.mapping), boot=ctx.boot)
 
     return ctx.once(("backbone-metrics", name), all_six)[metric]
 

@@ -633,9 +633,8 @@ def compute_frd_metric(ctx: Any) -> Any:
                   "input": fr.settings.get("input"), "reference": "real set (D1)",
                   "skipped_images": {"real": int((~fr.kept).sum()), "synth": int((~fs.kept).sum())}}
         res = MetricResult(name="frd", value=st.value, params=params, n_real=st.n_real, n_synth=st.n_synth)
-        boot = getattr(ctx, "boot", None)
-        boot = boot() if callable(boot) else None
-        if boot is not None and boot.enabled:
+        boot = ctx.boot
+        if boot.enabled:
             from genbench.stats import attach_ci
 
             attach_ci(res, frd_replicates(fr.values, fs.values, version, boot), boot,

@@ -192,7 +192,7 @@ def compute_msssim_metric(ctx: Any) -> Any:
     from genbench.metrics.result import MetricResult
 
     pairs = int(ctx.options.msssim_pairs)
-    seed = int(ctx.seed or 0)
+    seed = int(getattr(ctx.options, "base_seed", None) or ctx.seed or 0)
 
     def of(which: str, total_pairs: int) -> SetMSSSIM:
         def compute(images: Any) -> SetMSSSIM:
@@ -211,9 +211,8 @@ def compute_msssim_metric(ctx: Any) -> Any:
         "real_value": real.value, "real_pairs": len(real.i),
         "protocol": "mean MS-SSIM over random pairs of distinct images within the set (MONAI)",
         "reading": "lower = more varied; compare with real_value (noise also scores low)"})
-    boot = getattr(ctx, "boot", None)
-    boot = boot() if callable(boot) else None
-    if boot is not None and boot.enabled:
+    boot = ctx.boot
+    if boot.enabled:
         from genbench.stats import SYNTH, attach_ci
 
         attach_ci(res, syn.replicates(boot, SYNTH), boot, bounds=(0.0, 1.0), params={

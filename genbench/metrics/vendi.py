@@ -132,9 +132,8 @@ def compute_vendi_metric(ctx: Any) -> Any:
         "kernel_definition": "cosine of 32x32 8-bit pixel vectors (vendi-score's pixel_vendi_score)"
         if kernel == "pixel" else "SSIM (scikit-image's definition, canonical range)",
         "reading": "effective number of distinct images, 1..n; compare with real_value (noise also scores high)"})
-    boot = getattr(ctx, "boot", None)
-    boot = boot() if callable(boot) else None
-    if boot is not None and boot.enabled:
+    boot = ctx.boot
+    if boot.enabled:
         from genbench.stats import SYNTH, attach_ci
 
         attach_ci(res, syn.replicates(boot, SYNTH), boot, bounds=(1.0, None), params={
