@@ -185,6 +185,7 @@ class EvalOptions:
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["metrics"] = list(self.metrics)
+        out["backbones"] = list(self.backbones)  # as JSON reads it back (a tuple != a list)
         for key, val in out.items():
             if isinstance(val, Path):
                 out[key] = str(val)
