@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,7 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from genbench.commands.options import with_eval_options
-from genbench.errors import GenbenchError, InputError, UsageError
+from genbench.errors import GenbenchError, InputError, UsageError, parse_range
+
 
 def _help() -> str:
     from genbench.metrics.registry import REGISTRY
@@ -33,19 +33,6 @@ def _help() -> str:
 
 class StrictError(GenbenchError):
     """--strict and a requested metric was not computed."""
-
-
-def _parse_range(text: str | None, option: str) -> tuple[float, float] | None:
-    if text is None:
-        return None
-    parts = text.replace(":", ",").split(",")
-    try:
-        lo, hi = (float(p) for p in parts)
-    except ValueError:
-        raise UsageError(f"{option} expects LO,HI (two numbers), got {text!r}") from None
-    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise UsageError(f"{option} expects finite LO < HI, got {text!r}")
-    return lo, hi
 
 
 def _check_json_target(path: Path) -> None:
@@ -173,8 +160,8 @@ def metrics_command(
     from genbench.metrics.pipeline import EvalOptions, evaluate
     from genbench.progress import rich_bars
 
-    hu = _parse_range(hu_window, "--hu-window")
-    vr = _parse_range(value_range, "--value-range")
+    hu = parse_range(hu_window, "--hu-window")
+    vr = parse_range(value_range, "--value-range")
     if resize is not None and resize < 8:
         raise UsageError(f"--resize must be >= 8 pixels, got {resize}")
     _check_device(device)

@@ -37,9 +37,9 @@ def _parse_window(text: str | None) -> tuple[float, float] | None | str:
         return "default"
     if text.strip().lower() == "full":
         return None
-    from genbench.commands.metrics import _parse_range
+    from genbench.errors import parse_range
 
-    return _parse_range(text, "--window")
+    return parse_range(text, "--window")
 
 
 def make_command(
@@ -69,8 +69,8 @@ def make_command(
     value_range: Annotated[str | None, typer.Option(
         "--value-range", help="LO,HI: raw range mapped to [-1, 1] for arrays without one.")] = None,
 ) -> None:
-    from genbench.commands.metrics import _parse_range
     from genbench.data.presets import get_preset
+    from genbench.errors import parse_range
     from genbench.io import read_image_folder
     from genbench.turing.study import DEFAULT_WINDOWS, StudyOptions, load_run_sets, make_study
 
@@ -87,7 +87,7 @@ def make_command(
         dataset = run_dataset
         mapping = real.mapping
     elif len(sources) == 2:
-        hu, vr = _parse_range(hu_window, "--hu-window"), _parse_range(value_range, "--value-range")
+        hu, vr = parse_range(hu_window, "--hu-window"), parse_range(value_range, "--value-range")
         if size is not None and size < 8:
             raise UsageError(f"--size must be >= 8 pixels, got {size}")
         real, synth = (read_image_folder(p, resize=size, hu_window=hu, value_range=vr)

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from genbench.errors import InputError, UsageError, WeightsUnavailableError
+from genbench.errors import InputError, UsageError, WeightsUnavailableError, parse_range
 
 if TYPE_CHECKING:  # torch, timm and torchvision are imported where used: the registry reads
     import torch  # this module's catalogue (names, titles) without loading them
@@ -203,13 +203,7 @@ def parse_feature_window(text: str | FeatureWindow | None) -> FeatureWindow:
         return text
     if text is None or str(text).strip().lower() == "full":
         return FeatureWindow()
-    parts = str(text).replace(":", ",").split(",")
-    try:
-        lo, hi = (float(p) for p in parts)
-    except ValueError:
-        raise UsageError(f"--feature-window expects 'full' or LO,HI (two numbers), got {text!r}") from None
-    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise UsageError(f"--feature-window expects finite LO < HI, got {text!r}")
+    lo, hi = parse_range(text, "--feature-window", also="'full' or ")
     return FeatureWindow(lo, hi)
 
 
