@@ -130,12 +130,14 @@ def sample_key(config: Any, *, weights: str, n: int, seed: int, owner: Any = Non
                        layout=layout)
 
 
-def evaluate_key(*, samples: str, real: str, evaluation: dict[str, Any]) -> str:
-    """The evaluate stage's key: the samples' hash, the real set's hash and the evaluation
-    settings that change values (metrics, weights hash, seeds; never device or cache paths)."""
-    return content_key(stage="evaluate", samples=samples, real=real, eval=evaluation)
+def evaluate_key(*, samples: str, real: str, evaluation: dict[str, Any], train: str | None = None) -> str:
+    """The evaluate stage's key: the samples' hash, the real set's hash, the training set's hash
+    (``mem`` compares the samples with it) and the evaluation settings that change values
+    (metrics, weights hash, seeds; never device or cache paths)."""
+    return content_key(stage="evaluate", samples=samples, real=real, train=train, eval=evaluation)
 
 
-def floor_key(*, data: str, real: str, evaluation: dict[str, Any]) -> str:
-    """The real-vs-real floor's key: the data set and the evaluation settings."""
-    return content_key(stage="floor", data=data, test=real, eval=evaluation)
+def floor_key(*, data: str, real: str, evaluation: dict[str, Any], train: str | None = None) -> str:
+    """The real-vs-real floor's key: the data set, the held-out and training sets' hashes (the
+    floor's second real sample is drawn from the training set) and the evaluation settings."""
+    return content_key(stage="floor", data=data, test=real, train=train, eval=evaluation)

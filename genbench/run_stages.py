@@ -9,7 +9,8 @@ Per model, under ``<out>/<dataset>/<preset>/<model>/``::
         final.safetensors     the trained weights
     losses.jsonl              a copy of the current training's loss log (for the figures)
     samples/, samples.npz     the samples (PNG, 16-bit for CT/MRI; float32 canonical)
-    metrics.json              ``genbench metrics --json`` schema
+    metrics.json              ``genbench metrics --json`` schema (paths relative to the run folder)
+    mem_pairs.npz             the closest synthetic-training pairs of the memorisation audit
     fds_embedding.npz         the joint t-SNE coordinates behind FDS (real rows first)
 
 A training is never deleted to make room for another: a changed architecture or training
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -348,11 +350,15 @@ def _sample_on_main(ctx: StageContext, name: str, gen: Any, loaded: bool, n: int
 
 
 def evaluate_stage(ctx: StageContext, name: str, test: ImageSet, sample_rec: StageRecord,
-                   mdir: Path) -> dict:
-    """Score the samples against the held-out real set; returns the metrics JSON."""
+                   mdir: Path, train: ImageSet | None = None) -> dict:
+    """Score the samples against the held-out real set; returns the metrics JSON.
+
+    ``train`` is the exact training split the model was fitted on: the memorisation audit
+    (``mem``) searches it for each sample's nearest training image."""
     settings = ctx.settings
     assert settings is not None
     key = identity.evaluate_key(samples=sample_rec.output_hash, real=test.sha256(),
+                                train=None if train is None else train.sha256(),
                                 evaluation=settings.identity())
     store = StageStore(mdir)
     rec = None if ctx.force else store.done("evaluate", key)
@@ -362,14 +368,16 @@ def evaluate_stage(ctx: StageContext, name: str, test: ImageSet, sample_rec: Sta
     if ctx.say.main:
         store.invalidate("evaluate")
     t0 = time.time()
+    from genbench.metrics.mem import save_top_pairs
     from genbench.metrics.pipeline import evaluate
+    from genbench.report.figures import MEM_PAIRS_FILE
 
     synth = ImageSet(load_npz_images(mdir / "samples.npz"),
                      sources=[f"{name}/samples.npz#{i}" for i in range(sample_rec.info["n"])],
-                     mapping=test.mapping, meta={"path": str(mdir / "samples.npz")})
-    report = evaluate(test, synth, settings.options(),
+                     mapping=test.mapping, meta={"path": ctx.rel(mdir / "samples.npz")})
+    report = evaluate(test, synth, settings.options(), train=train,
                       progress=prefixed(ctx.say.progress, f"{name}: evaluate: "))
-    obj = report.to_json()
+    obj = portable(report.to_json(), ctx.root)
     if not ctx.say.main:  # under torchrun every rank has the report; rank 0 writes it
         _barrier()
         return obj
@@ -382,6 +390,12 @@ def evaluate_stage(ctx: StageContext, name: str, test: ImageSet, sample_rec: Sta
                                       n_real=np.array(len(test))))
     else:
         (mdir / "fds_embedding.npz").unlink(missing_ok=True)
+    mem = report.metrics.get("mem")
+    pairs = None if mem is None else save_top_pairs(mem, mdir / MEM_PAIRS_FILE)
+    if pairs is not None:  # the closest synthetic-training pairs (the report's mem_pairs figure)
+        outputs.append(pairs)
+    else:
+        (mdir / MEM_PAIRS_FILE).unlink(missing_ok=True)
     outputs.append(atomic_write_json(mdir / "metrics.json", obj))
     if not _failed_metrics(ctx, name, obj):
         store.complete("evaluate", key, outputs, started=t0)
@@ -390,25 +404,62 @@ def evaluate_stage(ctx: StageContext, name: str, test: ImageSet, sample_rec: Sta
     return obj
 
 
-def floor_stage(ctx: StageContext, test: ImageSet, data_key: str) -> dict:
-    """The real-vs-real floor (two halves of the held-out set) at the same settings."""
+def floor_stage(ctx: StageContext, test: ImageSet, data_key: str, train: ImageSet | None = None) -> dict:
+    """The real-vs-real floor at the same settings: the held-out set (N) against N images drawn
+    (seeded) from the training split, which are real images disjoint from it, so the floor is
+    scored at the models' N. With fewer than N training images: two halves of the held-out set,
+    labelled n = N/2 (FID, KID, FDS and DS read worse at half size). The choice is recorded in
+    the JSON's ``floor_info`` (see :func:`genbench.metrics.pipeline.floor_plan`)."""
     settings = ctx.settings
     assert settings is not None
     folder = ctx.root / "floor"
     store = StageStore(folder)
-    key = identity.floor_key(data=data_key, real=test.sha256(), evaluation=settings.identity())
+    key = identity.floor_key(data=data_key, real=test.sha256(), evaluation=settings.identity(),
+                             train=None if train is None else train.sha256())
     if _from_main(not ctx.force and store.done("floor", key) is not None):
         ctx.say.say("floor: done (cached)")
         return json.loads((folder / "metrics.json").read_text())
     t0 = time.time()
     from genbench.metrics.pipeline import floor
 
-    report = floor(test, settings.options(), progress=prefixed(ctx.say.progress, "floor: "))
-    obj = report.to_json()
+    other = train if train is not None and len(train) >= len(test) else None
+    if other is None:
+        ctx.say.notice(f"floor: the training split has {0 if train is None else len(train)} images, "
+                       f"fewer than the {len(test)} held-out ones, so the real-vs-real floor compares "
+                       f"two halves of the held-out set (n = N/2 = {len(test) // 2}), not the models' N")
+    report = floor(test, settings.options(), other=other, train=train,
+                   progress=prefixed(ctx.say.progress, "floor: "))
+    obj = portable(report.to_json(), ctx.root)
     if ctx.say.main:  # under torchrun every rank has the report; rank 0 writes it
         out = atomic_write_json(folder / "metrics.json", obj)
         if not _failed_metrics(ctx, "floor", obj):
             store.complete("floor", key, [out], started=t0)
     _barrier()
-    ctx.say.say(f"floor: evaluated in {time.time() - t0:.1f} s")
+    ctx.say.say(f"floor: {report.floor_info['note']}; evaluated in {time.time() - t0:.1f} s")
     return obj
+
+
+# --------------------------------------------------------------------------- portable records
+
+
+def portable(obj: Any, root: Path) -> Any:
+    """``obj`` (JSON) with no absolute path in it, so a run folder can be moved or committed:
+    a path inside the run folder becomes relative to it; a file outside it is named, not
+    located (its SHA-256, recorded beside it, identifies it); the feature cache location, a
+    runtime setting, is left out (a run always uses the default cache root)."""
+    base = Path(os.path.abspath(root))
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: (None if k == "cache_dir" else walk(v)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        if isinstance(value, str) and os.path.isabs(value) and "\n" not in value:
+            p = Path(os.path.abspath(value))
+            try:
+                return p.relative_to(base).as_posix()
+            except ValueError:
+                return p.name
+        return value
+
+    return walk(obj)

@@ -4,9 +4,14 @@ Layout under ``<out>/<dataset>/<preset>/``::
 
     data.json                 what was prepared (description, source, fingerprint, sizes)
     real_preview.npz          a few held-out real images (for figures and the HTML report)
-    floor/metrics.json        the real-vs-real floor (two halves of the held-out set)
+    floor/metrics.json        the real-vs-real floor: the held-out set against as many training
+                              images (size-matched; halves of it, n = N/2, if the training split is
+                              smaller), its ``floor_info`` says which
     <model>/                  the model's stages (see ``genbench.run_stages``)
     results.json, table.csv, table.md, table.tex, figures/
+
+Paths recorded in results.json and the stage records are relative to the run folder (files
+outside it are named, with their SHA-256), so a run folder can be moved, copied or committed.
 
 This module runs the stages in order and collects what they return; what each stage does,
 and what it depends on, lives in :mod:`genbench.run_stages` and :mod:`genbench.identity`.
@@ -47,6 +52,7 @@ from genbench.run_stages import (
     evaluate_stage,
     floor_stage,
     load_npz_images,  # noqa: F401 (part of this module's interface: genbench.turing reads samples)
+    portable,
     resolve_weights,
     sample_stage,
     save_array_npz,
@@ -322,7 +328,7 @@ class Runner:
         train_rec, trained_now = train_stage(ctx, name, gen, data.train, data_key, mdir)
         sample_rec = sample_stage(ctx, name, gen, trained_now, n_samples, train_rec, mdir,
                                   self._bit_depth())
-        metrics = evaluate_stage(ctx, name, data.test, sample_rec, mdir)
+        metrics = evaluate_stage(ctx, name, data.test, sample_rec, mdir, train=data.train)
         store = StageStore(mdir)
         entry = {
             "metrics": metrics,
@@ -376,7 +382,7 @@ class Runner:
                            settings=settings)
         n_samples = cfg.n_samples or len(data.test)
 
-        floor = floor_stage(ctx, data.test, data_key)
+        floor = floor_stage(ctx, data.test, data_key, train=data.train)
         outcomes: list[ModelOutcome] = []
         for name in self.models:
             try:
@@ -392,13 +398,16 @@ class Runner:
                 outcomes.append(ModelOutcome(name, {"metrics": None, "config": configs[name],
                                                     "error": msg}, error=msg))
 
+        data_rel = dict(data_info)
+        if cfg.data_dir is not None:  # relative to the run folder, as every path in results.json
+            data_rel["data_dir"] = os.path.relpath(os.path.abspath(cfg.data_dir), os.path.abspath(self.root))
         results = {
             "schema": RESULTS_SCHEMA,
             "genbench_version": genbench.__version__,
             "dataset": cfg.dataset,
             "preset": cfg.preset,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "data": data_info,
+            "data": data_rel,
             "settings": {
                 "seed": cfg.seed,
                 "n_samples": n_samples,
@@ -407,12 +416,13 @@ class Runner:
                 "metrics": list(cfg.metrics),
                 "device": settings.device,
                 "inception_weights": None if weights is None else
-                {"path": str(weights), "sha256": weights_sha},
+                {"file": Path(weights).name, "sha256": weights_sha},
             },
             "versions": versions(),
             "models": {o.name: o.entry for o in outcomes},
             "floor": floor,
         }
+        results = portable(results, self.root)
         self.write_outputs(results)
         return results
 
