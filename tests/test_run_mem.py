@@ -3,7 +3,6 @@ it, and results that name no absolute path (a run folder can be moved or committ
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,7 +68,7 @@ MODELS = ["copier", "ddpm"]
 def mem_run(tmp_path_factory):
     import os
 
-    import genbench.protocol as protocol
+    from genbench import protocol
 
     real, old = protocol._entry_points, os.environ.get("TORCH_HOME")
     protocol._entry_points = lambda: {**real(), "copier": _EP()}
@@ -105,6 +104,10 @@ def test_run_scores_mem_with_ci_against_the_training_split(mem_run):
         np.testing.assert_allclose(z["synth"], z["train"], atol=0.1)
     figs = {p.name for p in (root / "figures").iterdir()}
     assert {"mem_pairs.png", "mem_histograms.png"} <= figs
+    from genbench.report.html import CAPTIONS, build_html
+
+    page = build_html(root)
+    assert CAPTIONS["mem_pairs"][:30] in page and CAPTIONS["mem_histograms"][:30] in page
 
 
 def test_run_floor_is_size_matched_from_the_training_split(mem_run):
@@ -132,7 +135,7 @@ def test_results_name_no_absolute_path(mem_run, tmp_path):
     # A moved run folder resumes: every stage is found cached there.
     moved = tmp_path / "elsewhere"
     shutil.copytree(out, moved)
-    import genbench.protocol as protocol
+    from genbench import protocol
 
     real = protocol._entry_points
     protocol._entry_points = lambda: {**real(), "copier": _EP()}
