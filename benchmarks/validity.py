@@ -15,6 +15,13 @@ alpha 0.05). Writes to ``--out`` (default ``reports/validity``):
 
     python benchmarks/validity.py                         # the committed reference (slow: ~1 h)
     python benchmarks/validity.py --n 60 --modalities heart --defects noise,duplication --bootstrap 200
+
+Phantoms are independent (each draws its own sets from ``--seed``), so the study can run as one
+process per group of phantoms and be joined afterwards:
+
+    python benchmarks/validity.py --modalities chest,heart --out /tmp/va &
+    python benchmarks/validity.py --modalities pelvic,abdomen --out /tmp/vb &
+    wait; python benchmarks/validity.py --merge /tmp/va /tmp/vb     # writes --out
 """
 
 from __future__ import annotations
@@ -161,6 +168,28 @@ def _figures(out: Path, cells: list, det: dict, metrics: list[str], settings: di
     plt.close(fig)
 
 
+def merge_studies(folders: list[Path]) -> tuple[dict, list]:
+    """Cells and settings of several studies of disjoint phantoms with otherwise equal settings."""
+    from genbench.validity import Cell
+
+    parts = [json.loads((Path(f) / "cells.json").read_text()) for f in folders]
+    varying = {"modalities", "elapsed_s", "date"}
+    first = parts[0]["settings"]
+    for f, part in zip(folders, parts):
+        diff = sorted(k for k in set(first) | set(part["settings"])
+                      if k not in varying and first.get(k) != part["settings"].get(k))
+        if diff:
+            raise SystemExit(f"{f}: settings differ from {folders[0]} in {', '.join(diff)}")
+    modalities = [m for part in parts for m in part["settings"]["modalities"]]
+    if len(set(modalities)) != len(modalities):
+        raise SystemExit(f"the studies share phantoms: {modalities}")
+    settings = {**first, "modalities": modalities,
+                "elapsed_s": round(sum(p["settings"]["elapsed_s"] for p in parts), 1),
+                "date": max(p["settings"]["date"] for p in parts)}
+    cells = [Cell.from_json(r) for part in parts for r in part["cells"]]
+    return settings, cells
+
+
 def main() -> None:
     import genbench
     from genbench.metrics.pipeline import EvalOptions
@@ -176,7 +205,14 @@ def main() -> None:
     ap.add_argument("--inception-weights", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "validity")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--merge", type=Path, nargs="+", default=None, metavar="DIR",
+                    help="join studies of disjoint phantoms (their cells.json) into --out instead of running")
     args = ap.parse_args()
+    if args.merge:
+        settings, cells = merge_studies(args.merge)
+        write_outputs(args.out, cells, settings)
+        print(f"wrote {args.out} from {len(args.merge)} studies")
+        return
     modalities = [m for m in args.modalities.split(",") if m]
     defects = [d for d in args.defects.split(",") if d]
     options = EvalOptions(metrics=args.metrics, bootstrap=args.bootstrap, inception_weights=args.inception_weights,

@@ -211,6 +211,13 @@ class Cell:
                 "ci": None if self.ci is None else list(self.ci), "p": self.p, "p_holm": self.p_holm,
                 "sees": self.sees, "reason": self.reason}
 
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Cell:
+        ci = obj.get("ci")
+        return cls(obj["modality"], obj["defect"], obj["severity"], obj["metric"], obj["status"], obj["value"],
+                   None if ci is None else (ci[0], ci[1]), obj.get("p"), obj.get("p_holm"), bool(obj.get("sees")),
+                   obj.get("reason"))
+
 
 def score_defects(sets: StudySets, options: Any, defects: Sequence[str] | None = None,
                   levels: dict[str, Sequence[float]] | None = None, seed: int = 0,

@@ -101,12 +101,39 @@ CLAIMS = {
 
 
 def _committed_cells() -> list[Cell]:
-    obj = json.loads((STUDY / "cells.json").read_text())
-    out = []
-    for r in obj["cells"]:
-        out.append(Cell(r["modality"], r["defect"], r["severity"], r["metric"], r["status"], r["value"],
-                        None if r["ci"] is None else tuple(r["ci"]), r["p"], r["p_holm"], r["sees"], r.get("reason")))
-    return out
+    return [Cell.from_json(r) for r in json.loads((STUDY / "cells.json").read_text())["cells"]]
+
+
+def _load_bench():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("validity_bench", ROOT / "benchmarks" / "validity.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_studies_of_disjoint_phantoms_merge_into_one(tmp_path: Path) -> None:
+    mod = _load_bench()
+    base = {"defects": ["noise"], "n": 10, "size": 16, "bootstrap": 20, "seed": 0, "metrics": ["ds"],
+            "date": "2026-12-03"}
+    for name, mods, t in (("a", ["chest"], 3.0), ("b", ["heart"], 4.0)):
+        cells = [Cell(m, d, sev, "ds", "ok", v, (v - 0.1, v + 0.1), p, p, p is not None and p < 0.05)
+                 for m in mods for d, sev, v, p in (("clean", 0.0, 0.5, None), ("noise", 0.1, 1.5, 0.01))]
+        mod.write_outputs(tmp_path / name, cells, {**base, "modalities": mods, "elapsed_s": t})
+    settings, cells = mod.merge_studies([tmp_path / "a", tmp_path / "b"])
+    assert settings["modalities"] == ["chest", "heart"] and settings["elapsed_s"] == 7.0
+    assert [c.to_json() for c in cells] == (
+        json.loads((tmp_path / "a" / "cells.json").read_text())["cells"]
+        + json.loads((tmp_path / "b" / "cells.json").read_text())["cells"])
+    seen = detection(cells)["ds"]["noise"]
+    assert (seen["modalities"], seen["of"]) == (2, 2)
+    # different settings, or the same phantom twice, are refused
+    mod.write_outputs(tmp_path / "c", cells[:2], {**base, "n": 11, "modalities": ["chest"], "elapsed_s": 1.0})
+    with pytest.raises(SystemExit, match="settings differ.*n"):
+        mod.merge_studies([tmp_path / "a", tmp_path / "c"])
+    with pytest.raises(SystemExit, match="share phantoms"):
+        mod.merge_studies([tmp_path / "a", tmp_path / "a"])
 
 
 def test_committed_study_backs_the_readme_claims() -> None:
@@ -131,11 +158,7 @@ def test_readme_matrix_is_the_committed_matrix() -> None:
 
 
 def test_committed_matrix_regenerates_from_the_cells(tmp_path: Path) -> None:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("validity_bench", ROOT / "benchmarks" / "validity.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _load_bench()
     settings = json.loads((STUDY / "cells.json").read_text())["settings"]
     mod.write_outputs(tmp_path, _committed_cells(), settings)
     assert (tmp_path / "matrix.md").read_text() == (STUDY / "matrix.md").read_text()
