@@ -158,6 +158,10 @@ class StageContext:
     discard_checkpoints: bool
     say: Any  # genbench.runner.Reporter: messages, notices and the progress factory
     settings: EvalSettings | None = None
+    # The held-out set (and training split) prepared once for every model's evaluation: their
+    # per-image quantities (features, within-set nearest SSIM, mem's nearest-training search
+    # of the held-out images) are computed for the first model and reused by the others.
+    prepared: Any = None
 
     def rel(self, path: Path) -> str:
         """``path`` relative to the run folder (messages name files the user can find)."""
@@ -369,14 +373,13 @@ def evaluate_stage(ctx: StageContext, name: str, test: ImageSet, sample_rec: Sta
         store.invalidate("evaluate")
     t0 = time.time()
     from genbench.metrics.mem import save_top_pairs
-    from genbench.metrics.pipeline import evaluate
     from genbench.report.figures import MEM_PAIRS_FILE
 
     synth = ImageSet(load_npz_images(mdir / "samples.npz"),
                      sources=[f"{name}/samples.npz#{i}" for i in range(sample_rec.info["n"])],
                      mapping=test.mapping, meta={"path": ctx.rel(mdir / "samples.npz")})
-    report = evaluate(test, synth, settings.options(), train=train,
-                      progress=prefixed(ctx.say.progress, f"{name}: evaluate: "))
+    report = _prepared(ctx, test, train).evaluate(
+        synth, progress=prefixed(ctx.say.progress, f"{name}: evaluate: "))
     obj = portable(report.to_json(), ctx.root)
     if not ctx.say.main:  # under torchrun every rank has the report; rank 0 writes it
         _barrier()
@@ -402,6 +405,16 @@ def evaluate_stage(ctx: StageContext, name: str, test: ImageSet, sample_rec: Sta
     _barrier()
     ctx.say.say(f"{name}: evaluated in {time.time() - t0:.1f} s")
     return obj
+
+
+def _prepared(ctx: StageContext, test: ImageSet, train: ImageSet | None) -> Any:
+    from genbench.metrics.pipeline import PreparedReal
+
+    p = ctx.prepared
+    if p is None or p.real is not test or p.train is not train:
+        assert ctx.settings is not None
+        p = ctx.prepared = PreparedReal(test, ctx.settings.options(), train=train)
+    return p
 
 
 def floor_stage(ctx: StageContext, test: ImageSet, data_key: str, train: ImageSet | None = None) -> dict:

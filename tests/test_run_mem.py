@@ -69,9 +69,17 @@ def mem_run(tmp_path_factory):
     import os
 
     from genbench import protocol
+    from genbench.metrics import mem
 
     real, old = protocol._entry_points, os.environ.get("TORCH_HOME")
     protocol._entry_points = lambda: {**real(), "copier": _EP()}
+    search, calls = mem.nearest_training, []
+
+    def counted(images, train, **kw):
+        calls.append((images.clone(), len(train), kw.get("measure")))
+        return search(images, train, **kw)
+
+    mem.nearest_training = counted
     os.environ["TORCH_HOME"] = str(tmp_path_factory.mktemp("torch_home_mod"))
     try:
         out = tmp_path_factory.mktemp("runs")
@@ -79,15 +87,16 @@ def mem_run(tmp_path_factory):
         results = run_benchmark(config(out, models=MODELS, metrics=("ds", "mem"), figures=True), rep)
     finally:
         protocol._entry_points = real
+        mem.nearest_training = search
         if old is None:
             os.environ.pop("TORCH_HOME", None)
         else:
             os.environ["TORCH_HOME"] = old
-    return out, results, buf.getvalue()
+    return out, results, buf.getvalue(), calls
 
 
 def test_run_scores_mem_with_ci_against_the_training_split(mem_run):
-    out, results, _log = mem_run
+    out, results, _log, _calls = mem_run
     root = out / "pelvic" / "quick"
     n_train, n_test = results["data"]["n_train"], results["data"]["n_test"]
     for m in MODELS:
@@ -111,7 +120,7 @@ def test_run_scores_mem_with_ci_against_the_training_split(mem_run):
 
 
 def test_run_floor_is_size_matched_from_the_training_split(mem_run):
-    _out, results, _log = mem_run
+    _out, results, _log, _calls = mem_run
     info = results["floor"]["floor_info"]
     n = results["data"]["n_test"]
     assert info["method"] == "size-matched" and info["size_matched"]
@@ -124,7 +133,7 @@ def test_run_floor_is_size_matched_from_the_training_split(mem_run):
 
 
 def test_results_name_no_absolute_path(mem_run, tmp_path):
-    out, results, _log = mem_run
+    out, results, _log, _calls = mem_run
     root = out / "pelvic" / "quick"
     for f in [root / "results.json", *root.glob("*/metrics.json"), *root.glob("**/.stages/*.json")]:
         text = f.read_text()
@@ -179,6 +188,9 @@ def test_changed_training_set_reruns_evaluation(mem_run, tmp_path):
     changed = evaluate_stage(ctx, "ddpm", data.test, rec, mdir, train=fewer)
     assert buf.getvalue().count("evaluate done (cached)") == 1
     assert changed["metrics"]["mem"]["params"]["n_train"] == len(data.train) - 5
+    # The held-out set prepared for one training set is not reused with another.
+    other = evaluate_stage(ctx, "ddpm", data.test, rec, mdir, train=data.train.subset(np.arange(8)))
+    assert other["metrics"]["mem"]["params"]["n_train"] == 8
 
 
 def test_small_training_split_falls_back_to_labelled_halves(mem_run, tmp_path):
@@ -194,3 +206,20 @@ def test_small_training_split_falls_back_to_labelled_halves(mem_run, tmp_path):
     assert info["method"] == "halves" and not info["size_matched"] and info["n_real"] == n // 2
     assert obj["metrics"]["ds"]["n_real"] == n // 2
     assert f"n = N/2 = {n // 2}" in buf.getvalue() and "notice:" in buf.getvalue()
+
+
+def test_held_out_search_runs_once_for_all_models(mem_run):
+    """The held-out set's nearest-training search (mem's calibration) is the same for every
+    model: the run computes it once (plus once for the floor, whose training set lacks its sample)."""
+    from genbench.runner import Runner
+
+    out, results, _log, calls = mem_run
+    data = Runner(config(out, models=["ddpm"]))._prepare_data()
+    ssim = [c for c in calls if c[2] == "ssim"]
+    is_held_out = [c[0].shape == data.test.images.shape and torch.equal(c[0], data.test.images)
+                   for c in ssim]
+    n_train, n = results["data"]["n_train"], results["data"]["n_test"]
+    held_out = sorted(c[1] for c, h in zip(ssim, is_held_out) if h)
+    assert held_out == [n_train - n, n_train], [(c[0].shape, c[1]) for c in ssim]
+    # Each model's samples are searched against the full training split, once.
+    assert sum(c[1] == n_train and not h for c, h in zip(ssim, is_held_out)) == len(MODELS)
