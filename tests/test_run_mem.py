@@ -127,9 +127,14 @@ def test_run_floor_is_size_matched_from_the_training_split(mem_run):
     assert info["n_real"] == info["n_synth"] == n and info.get("other") == "train"
     ds = results["floor"]["metrics"]["ds"]
     assert ds["status"] == "ok" and ds["n_real"] == ds["n_synth"] == n
-    # mem on the floor: the floor's training images are the training split minus its sample.
+    # mem's floor: new patients (held-out halves) against the whole training split, not the
+    # training split's own sample (which shares patients with the rest of it).
     mem = results["floor"]["metrics"]["mem"]
-    assert mem["status"] == "ok" and mem["params"]["n_train"] == results["data"]["n_train"] - n
+    assert mem["status"] == "ok" and mem["params"]["n_train"] == results["data"]["n_train"]
+    assert mem["params"]["floor"]["method"] == "halves" and mem["n_synth"] == n // 2
+    assert info["training_set_metrics"]["metrics"] == ["mem"]
+    copier = results["models"]["copier"]["metrics"]["metrics"]["mem"]["value"]
+    assert mem["value"] < copier, (mem["value"], copier)
 
 
 def test_results_name_no_absolute_path(mem_run, tmp_path):
@@ -210,7 +215,7 @@ def test_small_training_split_falls_back_to_labelled_halves(mem_run, tmp_path):
 
 def test_held_out_search_runs_once_for_all_models(mem_run):
     """The held-out set's nearest-training search (mem's calibration) is the same for every
-    model: the run computes it once (plus once for the floor, whose training set lacks its sample)."""
+    model: the run computes it once for all of them."""
     from genbench.runner import Runner
 
     out, results, _log, calls = mem_run
@@ -220,6 +225,28 @@ def test_held_out_search_runs_once_for_all_models(mem_run):
                    for c in ssim]
     n_train, n = results["data"]["n_train"], results["data"]["n_test"]
     held_out = sorted(c[1] for c, h in zip(ssim, is_held_out) if h)
-    assert held_out == [n_train - n, n_train], [(c[0].shape, c[1]) for c in ssim]
+    # Once for all models; the floor searches its two held-out halves.
+    assert held_out == [n_train], [(c[0].shape, c[1]) for c in ssim]
+    assert sum(len(c[0]) == n // 2 and c[1] == n_train for c in ssim) == 2
     # Each model's samples are searched against the full training split, once.
-    assert sum(c[1] == n_train and not h for c, h in zip(ssim, is_held_out)) == len(MODELS)
+    assert sum(len(c[0]) == n and c[1] == n_train and not h for c, h in zip(ssim, is_held_out)) == len(MODELS)
+
+
+def test_mem_floor_uses_new_patients_not_the_training_splits_own_sample(tmp_path):
+    """On a phantom with many slices per patient, a sample of the training split against the rest
+    of it reads as memorised; the run's mem floor (held-out patients) reads near its ideal rate."""
+    from genbench.data.prepare import prepare_dataset
+    from genbench.metrics.pipeline import EvalOptions, floor
+    from genbench.run_stages import EvalSettings, StageContext, floor_stage
+
+    p = prepare_dataset("pelvic", size=16, n=400, use_cache=False)
+    rep, _buf = reporter()
+    ctx = StageContext(root=tmp_path, dataset="pelvic", seed=0, force=False, discard_checkpoints=False,
+                       say=rep, settings=EvalSettings(("ds", "mem"), None, None, "cpu", 0, None,
+                                                      extra={"bootstrap": 50}))
+    obj = floor_stage(ctx, p.test, str(p.fingerprint), train=p.train)
+    assert obj["floor_info"]["method"] == "size-matched"
+    mem = obj["metrics"]["mem"]
+    own = floor(p.test, EvalOptions(metrics=("mem",), bootstrap=50, device="cpu"), other=p.train,
+                train=p.train).metrics["mem"]
+    assert own.value > 0.5 and mem["value"] < 0.2, (own.value, mem["value"], mem["params"]["ideal_rate"])
