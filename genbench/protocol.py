@@ -4,6 +4,12 @@ A generator is anything that can be fitted to a canonical image tensor and sampl
 genbench never imports a model package: models announce themselves under the entry-point
 group ``genbench.generators`` as ``name = "package.module:factory"``, where
 ``factory(preset: str = "quick", resolution: int | None = None, **overrides) -> Generator``.
+
+Class-conditional sampling (optional; used by ``genbench run --utility``): a generator whose
+class attribute ``class_conditional`` is true reads the class of every training image from
+``train.meta["labels"]`` (int array aligned with the images) in ``fit``, and draws the class
+held in its ``sample_class`` attribute (an int; None: not conditioned) in ``sample``. It is
+then trained once; every other generator is trained once per class.
 """
 
 from __future__ import annotations

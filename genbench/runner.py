@@ -95,6 +95,13 @@ class RunConfig:
     figures: bool = True
     fds_seeds: int | None = None  # t-SNE repeats for FDS (None: the metrics default, 3)
     eval_options: dict[str, Any] = field(default_factory=dict)  # further EvalOptions fields (--kid-subset-size...)
+    # Downstream utility (genbench.utility): per-class generators, then classifiers trained on
+    # real / synthetic / mixed data. ``data_options``: the data set's labels (labels,
+    # label_finding, finding_strength, prevalence); with --utility a phantom uses its finding.
+    utility: bool = False
+    utility_seeds: int = 3
+    classifier: dict[str, Any] = field(default_factory=dict)  # ClassifierConfig overrides
+    data_options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def root(self) -> Path:
@@ -267,6 +274,7 @@ class Runner:
             "n": self.n_images,
             "seed": self.cfg.seed,
             "cache_dir": cache_dir("datasets"),
+            "options": self._data_options(),
         }
         with Step(self.say.progress, f"{self.cfg.dataset}: prepare data", None):
             data = prepare_dataset(self.cfg.dataset, **kwargs)
@@ -279,7 +287,18 @@ class Runner:
                 f"the held-out set has only {len(data.test)} images; metrics need more "
                 "(raise --n-images or add data)"
             )
+        if self.cfg.utility:
+            from genbench.utility.pipeline import require_labels
+
+            require_labels(data, self.cfg.dataset)
         return data
+
+    def _data_options(self) -> dict[str, Any]:
+        """The data set's label options; --utility on a phantom asks for its finding."""
+        options = {k: v for k, v in self.cfg.data_options.items() if v is not None}
+        if self.cfg.utility and self.cfg.data_dir is None and "labels" not in options:
+            options["labels"] = "phantom"
+        return options
 
     def overrides_for(self, name: str) -> dict[str, Any]:
         """``key=value`` applies to every model, ``model.key=value`` to that model only."""
@@ -325,9 +344,15 @@ class Runner:
                    "roles": _config_roles(gen)}
         if not cfg_path.is_file() or json.loads(cfg_path.read_text()) != cfg_obj:
             atomic_write_json(cfg_path, cfg_obj)
-        train_rec, trained_now = train_stage(ctx, name, gen, data.train, data_key, mdir)
-        sample_rec = sample_stage(ctx, name, gen, trained_now, n_samples, train_rec, mdir,
-                                  self._bit_depth())
+        if self.cfg.utility:  # one generator per class (or one class-conditional one)
+            from genbench.utility.pipeline import per_class_stages
+
+            train_rec, sample_rec = per_class_stages(ctx, name, lambda: self._create(name), data,
+                                                     data_key, n_samples, self._bit_depth())
+        else:
+            train_rec, trained_now = train_stage(ctx, name, gen, data.train, data_key, mdir)
+            sample_rec = sample_stage(ctx, name, gen, trained_now, n_samples, train_rec, mdir,
+                                      self._bit_depth())
         metrics = evaluate_stage(ctx, name, data.test, sample_rec, mdir, train=data.train)
         store = StageStore(mdir)
         entry = {
@@ -368,6 +393,12 @@ class Runner:
             "test_sha256": data.test.sha256(),
             "data_dir": None if cfg.data_dir is None else str(cfg.data_dir),
         }
+        if getattr(data, "classes", None) is not None:
+            from genbench.utility.rundir import prepare_record
+
+            data_info |= {"classes": data.classes, "class_counts": data.class_counts(),
+                          "prepare": prepare_record(cfg.dataset, cfg.data_dir, self.size,
+                                                    self.n_images, cfg.seed, data.params["options"])}
         atomic_write_json(self.root / "data.json", data_info)
         preview = data.test.images[:PREVIEW_N, 0].numpy()
         save_array_npz(self.root / "real_preview.npz", images=preview.astype(np.float32))
@@ -398,6 +429,9 @@ class Runner:
                 outcomes.append(ModelOutcome(name, {"metrics": None, "config": configs[name],
                                                     "error": msg}, error=msg))
 
+        if cfg.utility:
+            self._utility(ctx, data, [o.name for o in outcomes if not o.error], outcomes)
+
         data_rel = dict(data_info)
         if cfg.data_dir is not None:  # relative to the run folder, as every path in results.json
             data_rel["data_dir"] = os.path.relpath(os.path.abspath(cfg.data_dir), os.path.abspath(self.root))
@@ -422,9 +456,37 @@ class Runner:
             "models": {o.name: o.entry for o in outcomes},
             "floor": floor,
         }
+        if cfg.utility and any(o.entry.get("utility") for o in outcomes):
+            from genbench.utility.rundir import shared_entry
+
+            results["utility"] = shared_entry({o.name: o.entry["utility"] for o in outcomes
+                                               if o.entry.get("utility")})
         results = portable(results, self.root)
         self.write_outputs(results)
         return results
+
+    def _utility(self, ctx: StageContext, data: Any, names: list[str],
+                 outcomes: list[ModelOutcome]) -> None:
+        """The utility stage; each model's result goes into its results entry."""
+        from genbench.utility import UtilityConfig, classifier_config
+        from genbench.utility.pipeline import utility_stage
+
+        cfg = UtilityConfig(classifier_config(self.cfg.preset, **self.cfg.classifier),
+                            seeds=self.cfg.utility_seeds, seed=self.cfg.seed)
+        try:
+            got = utility_stage(ctx, data, names, cfg)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # the models' results are kept; rerun to retry the utility
+            msg = str(exc) if isinstance(exc, GenbenchError) else f"{type(exc).__name__}: {exc}"
+            self.say.console.print(f"[bold red]utility failed:[/] {msg}", highlight=False,
+                                   soft_wrap=True)
+            if os.environ.get("GENBENCH_DEBUG"):
+                raise
+            return
+        for o in outcomes:
+            if o.name in got:
+                o.entry["utility"] = got[o.name]
 
     def write_outputs(self, results: dict[str, Any]) -> None:
         """results.json, the three table files and the figures (cheap: always rewritten)."""

@@ -43,6 +43,25 @@ def run(
     ),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="Draw the figures."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only notices, errors and the table."),
+    utility: bool = typer.Option(
+        False, "--utility", help="Per-class generators + the downstream classifier experiment."
+    ),
+    labels: str | None = typer.Option(
+        None, "--labels", help="Class labels: phantom (its finding) | folders (DIR/<class>/...)."
+    ),
+    label_finding: str | None = typer.Option(
+        None, "--label-finding", help="chest: Data_Entry_2017.csv finding vs 'No Finding'."
+    ),
+    finding_strength: float | None = typer.Option(
+        None, "--finding-strength", help="Labelled phantom: visibility of the finding (default 1)."
+    ),
+    utility_seeds: int = typer.Option(3, "--utility-seeds", help="Classifier seeds per training set."),
+    classifier: str | None = typer.Option(
+        None, "--classifier", help="resnet18 | resnet18-narrow | densenet121 | tiny (default: the preset's)."
+    ),
+    classifier_steps: int | None = typer.Option(
+        None, "--classifier-steps", help="Classifier optimiser steps (default: the preset's)."
+    ),
     *,
     eval_overrides: dict,
 ) -> None:
@@ -70,12 +89,23 @@ def run(
         eval_options=eval_overrides,
         overrides=parse_overrides(set_),
         figures=figures,
+        utility=utility,
+        utility_seeds=utility_seeds,
+        classifier={k: v for k, v in (("arch", classifier), ("steps", classifier_steps))
+                    if v is not None},
+        data_options={"labels": labels, "label_finding": label_finding,
+                      "finding_strength": finding_strength},
     )
     reporter = Reporter(quiet=quiet)
     results = run_benchmark(cfg, reporter)
     failed = [m for m, e in results["models"].items() if e.get("error")]
     if reporter.main:  # under torchrun only rank 0 prints
         print_summary(results)
+        if results.get("utility"):
+            from genbench.commands.utility import print_utility
+
+            print_utility({m: e["utility"] for m, e in results["models"].items()
+                           if e.get("utility")})
         typer.echo(f"results: {cfg.root / 'results.json'}  table: {cfg.root / 'table.md'}", err=True)
         if failed:
             typer.echo(f"{len(failed)} model(s) failed: {', '.join(failed)}", err=True)

@@ -12,39 +12,47 @@ def utility(
     run_dir: Path = typer.Argument(..., help="A run folder (runs/<dataset>/<preset>) made with --utility."),
     models: str | None = typer.Option(None, "--models", "-m", help="Comma list (default: every model with per-class samples)."),
     classifier: str | None = typer.Option(
-        None, "--classifier", help="resnet18 | resnet18-narrow | densenet121 | tiny (default: the run preset's)."
+        None, "--classifier", help="resnet18 | resnet18-narrow | densenet121 | tiny (default: the run's)."
     ),
-    steps: int | None = typer.Option(None, "--steps", help="Classifier optimiser steps (default: the preset's)."),
-    seeds: int = typer.Option(3, "--seeds", help="Classifier seeds per training set."),
-    seed: int = typer.Option(0, "--seed", help="First classifier seed."),
-    preset: str | None = typer.Option(None, "--preset", help="Classifier budget: quick | paper | test (default: the run's preset)."),
+    steps: int | None = typer.Option(None, "--steps", help="Classifier optimiser steps (default: the run's)."),
+    seeds: int | None = typer.Option(None, "--seeds", help="Classifier seeds per training set (default: the run's, else 3)."),
+    seed: int | None = typer.Option(None, "--seed", help="First classifier seed (default: the run's seed)."),
+    preset: str | None = typer.Option(
+        None, "--preset", help="Classifier budget quick | paper | test (default: the run's settings, else its preset's)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
 ) -> None:
-    """The paper's utility test: is each model's synthetic data useful for training a classifier?"""
+    """The paper's utility test: is each model's synthetic data useful for training a classifier?
+
+    Without options it repeats the run's own settings (recorded in results.json), so its cached
+    classifier predictions are reused and nothing is retrained."""
     from genbench.errors import InputError
-    from genbench.utility import UtilityConfig, classifier_config
+    from genbench.utility import ClassifierConfig, UtilityConfig, classifier_config
     from genbench.utility.rundir import utility_for_run
 
     if not run_dir.is_dir():
         raise InputError("run folder not found", str(run_dir))
-    run_preset = preset
-    if run_preset is None:
-        results_path = run_dir / "results.json"
-        run_preset = "quick"
-        if results_path.is_file():
-            try:
-                run_preset = json.loads(results_path.read_text()).get("preset") or "quick"
-            except (OSError, json.JSONDecodeError):
-                pass
-        if run_preset not in ("quick", "paper"):
-            run_preset = "quick"
-    overrides = {}
-    if classifier is not None:
-        overrides["arch"] = classifier
-    if steps is not None:
-        overrides["steps"] = steps
-    cfg = UtilityConfig(classifier_config(run_preset, **overrides), seeds=seeds, seed=seed)
+    recorded: dict = {}
+    run_preset, run_seed = "quick", 0
+    results_path = run_dir / "results.json"
+    if results_path.is_file():
+        try:
+            obj = json.loads(results_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            obj = {}
+        recorded = obj.get("utility") or {}
+        run_preset = obj.get("preset") if obj.get("preset") in ("quick", "paper") else "quick"
+        run_seed = int((obj.get("settings") or {}).get("seed") or 0)
+    overrides = {k: v for k, v in (("arch", classifier), ("steps", steps)) if v is not None}
+    if preset is None and recorded.get("classifier"):
+        base = ClassifierConfig.from_dict(recorded["classifier"])
+        clf = ClassifierConfig.from_dict({**base.as_dict(), **overrides})
+    else:
+        clf = classifier_config(preset or run_preset, **overrides)
+    n_seeds = seeds if seeds is not None else len(recorded.get("seeds") or []) or 3
+    first = seed if seed is not None else (recorded.get("seeds") or [run_seed])[0]
+    cfg = UtilityConfig(clf, seeds=n_seeds, seed=first)
     say = (lambda _m: None) if quiet else (lambda m: typer.echo(m, err=True))
     wanted = [m.strip() for m in models.split(",") if m.strip()] if models else None
     results = utility_for_run(run_dir, cfg, wanted, say)
@@ -54,13 +62,13 @@ def utility(
     print_utility(results)
 
 
-def _fmt(entry: dict | None, digits: int = 3) -> str:
+def _fmt(entry: dict | None) -> str:
     if not entry or entry.get("value") is None:
         return "n/a"
-    text = f"{entry['value']:.{digits}f}"
+    text = f"{entry['value']:.3f}"
     if entry.get("ci"):
         lo, hi = entry["ci"]
-        text += f" [{lo:.{digits}f}, {hi:.{digits}f}]"
+        text += f" [{lo:.2f}, {hi:.2f}]"  # the terminal is narrow: table.md has 3 decimals
     return text
 
 

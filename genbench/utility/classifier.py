@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -43,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genbench.errors import UsageError
+from genbench.progress import ProgressFactory, Step
 
 ARCHS = ("resnet18", "resnet18-narrow", "densenet121", "tiny")
 
@@ -199,9 +199,11 @@ def train_classifier(
     n_classes: int,
     cfg: ClassifierConfig,
     seed: int,
-    progress: Callable[[int, int], None] | None = None,
+    progress: ProgressFactory | None = None,
 ) -> TrainedClassifier:
-    """Train a fresh classifier on images ``x`` (N, 1, H, W) with labels ``y`` for ``cfg.steps``."""
+    """Train a fresh classifier on images ``x`` (N, 1, H, W) with labels ``y`` for ``cfg.steps``.
+
+    ``progress``: a ``genbench.progress`` factory; one ``classifier`` step counts the steps."""
     y_t = torch.as_tensor(np.asarray(y), dtype=torch.long)
     if len(x) != len(y_t) or len(x) < 2:
         raise UsageError(f"a classifier needs >= 2 labelled images, got {len(x)} and {len(y_t)} labels")
@@ -225,7 +227,8 @@ def train_classifier(
     t0 = time.perf_counter()
     loss_val = float("nan")
     bs = min(cfg.batch_size, n)
-    for step in range(cfg.steps):
+    bar = Step(progress, "classifier", cfg.steps)
+    for _ in range(cfg.steps):
         if pos + bs > n:  # epochs without replacement; reshuffle at each epoch's end
             order, pos = torch.randperm(n, generator=gen), 0
         idx = order[pos : pos + bs]
@@ -239,7 +242,6 @@ def train_classifier(
         opt.step()
         sched.step()
         loss_val = float(loss.detach())
-        if progress is not None:
-            progress(step + 1, cfg.steps)
+        bar(1)
     _recalibrate_batchnorm(net, x, cfg)
     return TrainedClassifier(net, cfg, n_classes, time.perf_counter() - t0, loss_val)

@@ -29,6 +29,7 @@ import torch
 
 from genbench.errors import InputError, UsageError
 from genbench.io.atomic import atomic_write_bytes
+from genbench.progress import ProgressFactory, prefixed
 from genbench.stages import content_key
 from genbench.utility import stats
 from genbench.utility.classifier import ClassifierConfig, train_classifier
@@ -131,13 +132,16 @@ def patient_groups(sources: list[str]) -> np.ndarray:
 
 
 class PredictionCache:
-    """Test-set probabilities of trained classifiers, one ``<key>.npy`` per training."""
+    """Test-set probabilities of trained classifiers, one ``<key>.npy`` per training.
 
-    def __init__(self, folder: Path | None) -> None:
+    ``reuse=False`` (``--force``) retrains and overwrites instead of reading."""
+
+    def __init__(self, folder: Path | None, reuse: bool = True) -> None:
         self.folder = None if folder is None else Path(folder)
+        self.reuse = reuse
 
     def get(self, key: str) -> np.ndarray | None:
-        if self.folder is None:
+        if self.folder is None or not self.reuse:
             return None
         path = self.folder / f"{key}.npy"
         try:
@@ -166,6 +170,7 @@ def predictions(
     cache: PredictionCache,
     label: str,
     say: Say,
+    progress: ProgressFactory | None = None,
 ) -> tuple[list[np.ndarray], float]:
     """Per-seed test probabilities of classifiers trained on ``train``; returns (probs, seconds)."""
     train_hash, test_hash = train.sha256(), test.sha256()
@@ -176,7 +181,8 @@ def predictions(
                           classes=n_classes, classifier=cfg.classifier.as_dict(), seed=seed)
         probs = cache.get(key)
         if probs is None or probs.shape != (len(test), n_classes):
-            clf = train_classifier(train.images, train.labels, n_classes, cfg.classifier, seed)
+            clf = train_classifier(train.images, train.labels, n_classes, cfg.classifier, seed,
+                                   prefixed(progress, f"utility: {label} seed {seed}: "))
             probs = clf.predict_proba(test.images)
             cache.put(key, probs)
             spent += clf.seconds
@@ -195,7 +201,9 @@ def run_utility(
     cfg: UtilityConfig,
     *,
     cache_dir: Path | None = None,
+    reuse: bool = True,
     say: Say | None = None,
+    progress: ProgressFactory | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The experiment for every model in ``synthetic`` (name -> per-class pool); one result each."""
     say = say or (lambda _m: None)
@@ -207,10 +215,10 @@ def run_utility(
         if (counts == 0).any():
             missing = [classes[c] for c in range(k) if counts[c] == 0]
             raise InputError(f"the real {part} set has no image of class {missing[0]!r}")
-    cache = PredictionCache(cache_dir)
+    cache = PredictionCache(cache_dir, reuse)
     resampler = stats.Resampler(test_groups, cfg.seeds, cfg.n_boot, cfg.seed)
     t0 = time.time()
-    real_preds, real_s = predictions(real_train, test, k, cfg, cache, "real", say)
+    real_preds, real_s = predictions(real_train, test, k, cfg, cache, "real", say, progress)
     real_summary = stats.summarise(real_preds, test.labels, resampler, cfg.ci_level)
     results = {}
     for name, pool in synthetic.items():
@@ -219,7 +227,8 @@ def run_utility(
         preds = {"real": real_preds}
         seconds = {"real": real_s}
         for c in ("synthetic", "mixed"):
-            preds[c], seconds[c] = predictions(sets[c], test, k, cfg, cache, f"{name} {c}", say)
+            preds[c], seconds[c] = predictions(sets[c], test, k, cfg, cache, f"{name} {c}", say,
+                                               progress)
         conditions = {"real": real_summary}
         for c in ("synthetic", "mixed"):
             conditions[c] = stats.summarise(preds[c], test.labels, resampler, cfg.ci_level)

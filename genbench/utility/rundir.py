@@ -4,16 +4,16 @@ What it reads:
 
 * ``RUN_DIR/data.json``: the ``prepare`` record (dataset, data folder, size, image count, seed,
   options including the label source) and the data fingerprint. The labelled data set is
-  prepared again from it (from the run's data cache when there is one) and must have the same
-  fingerprint, so the classifier sees exactly the images the generators were trained and
-  judged on.
+  prepared again from it (real data from the data cache) and must have the same fingerprint,
+  so the classifier sees exactly the images the generators were trained and judged on.
 * ``RUN_DIR/<model>/class-<k>/samples.npz``: the model's synthetic images of class ``k``
   (written by ``genbench run --utility``: one unconditional generator per class, or a
   class-conditional model's samples per class).
 
 What it writes: ``RUN_DIR/<model>/utility.json`` per model, the classifiers' cached test
-predictions under ``RUN_DIR/utility/predictions/`` (a rerun retrains nothing), and the
-``utility`` entries of ``RUN_DIR/results.json`` (per model, and the shared real-only row).
+predictions under ``RUN_DIR/utility/predictions/`` (a rerun retrains nothing), the
+``utility`` entries of ``RUN_DIR/results.json`` (per model, and the shared real-only row) and
+the run's tables (``table.{csv,md,tex}``, now with their Utility block).
 """
 
 from __future__ import annotations
@@ -75,15 +75,13 @@ def load_run_data(run_dir: Path) -> RunData:
             "--labels folders or --label-finding NAME)",
             str(path),
         )
-    cache = run_dir.parent.parent / ".cache" / "data"
-    data = prepare_dataset(
+    data = prepare_dataset(  # real data come from the data cache the run filled
         rec["dataset"],
         data_dir=rec.get("data_dir"),
         size=int(rec["size"]),
         n=rec.get("n"),
         seed=int(rec["seed"]),
         options=dict(rec.get("options") or {}),
-        cache_dir=cache if cache.is_dir() else None,
     )
     if data.fingerprint != info.get("fingerprint"):
         raise InputError(
@@ -164,8 +162,20 @@ def utility_for_run(
                           cache_dir=run_dir / PREDICTIONS, say=say)
     for name, res in results.items():
         atomic_write_json(run_dir / name / "utility.json", res)
-    update_results(run_dir / "results.json", results)
+    if update_results(run_dir / "results.json", results):
+        write_tables(run_dir)
     return results
+
+
+def write_tables(run_dir: Path) -> None:
+    """The run's table files, rebuilt from its results.json (as ``genbench run`` writes them)."""
+    from genbench.io.atomic import atomic_write_text
+    from genbench.report.tables import build_table
+
+    results = [json.loads((run_dir / "results.json").read_text())]
+    atomic_write_text(run_dir / "table.csv", build_table(results, "csv"))
+    atomic_write_text(run_dir / "table.md", build_table(results, "md"))
+    atomic_write_text(run_dir / "table.tex", build_table(results, "latex", standalone=True))
 
 
 def shared_entry(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -179,10 +189,10 @@ def shared_entry(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def update_results(path: Path, results: dict[str, dict[str, Any]]) -> None:
+def update_results(path: Path, results: dict[str, dict[str, Any]]) -> bool:
     """Put each model's utility result and the shared entry into ``results.json`` (if any)."""
     if not path.is_file() or not results:
-        return
+        return False
     try:
         obj = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -192,3 +202,4 @@ def update_results(path: Path, results: dict[str, dict[str, Any]]) -> None:
         entry["utility"] = res
     obj["utility"] = shared_entry(results)
     atomic_write_json(path, obj)
+    return True

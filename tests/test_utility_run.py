@@ -1,0 +1,220 @@
+"""`genbench run --utility`: per-class generators on the run's stages, the utility stage,
+resume after a kill, and the one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from runner_helpers import OVERRIDES, reporter
+
+from genbench.cli import main
+from genbench.runner import RunConfig, run_benchmark
+
+CLASSIFIER = {"arch": "tiny", "steps": 5}
+SETTINGS = {
+    "dataset": "chest", "models": ["ddpm"], "size": 16, "steps": 6, "n_images": 60,
+    "metrics": ("ds",), "figures": False, "utility": True, "utility_seeds": 2,
+    "classifier": CLASSIFIER,
+    "overrides": {k: v for k, v in OVERRIDES.items() if not k.startswith("pggan.")},
+}
+CLI_ARGS = [
+    "--dataset", "chest", "--models", "ddpm", "--size", "16", "--steps", "6", "--n-images", "60",
+    "--metrics", "ds", "--no-figures", "-q", "--utility", "--utility-seeds", "2",
+    "--classifier", "tiny", "--classifier-steps", "5",
+    *[a for k, v in SETTINGS["overrides"].items()
+      for a in ("--set", f"{k}={str(v).replace(' ', '').lower() if isinstance(v, list) else v}")],
+]
+
+
+def _config(out: Path, **changes) -> RunConfig:
+    return RunConfig(**{**SETTINGS, "out": out, **changes})
+
+
+def _tensors(path: Path) -> dict[str, bytes]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="np") as fh:
+        return {k: fh.get_tensor(k).tobytes() for k in fh.keys()}
+
+
+def _weights(root: Path) -> dict[str, dict[str, bytes]]:
+    return {d.parent.parent.parent.name: _tensors(d)
+            for d in sorted(root.glob("ddpm/class-*/training/*/final.safetensors"))}
+
+
+def _stable(utility: dict) -> str:
+    u = dict(utility)
+    for k in ("elapsed_s", "train_seconds"):
+        u.pop(k, None)
+    return json.dumps(u, sort_keys=True)
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    out = tmp_path_factory.mktemp("utility_run") / "runs"
+    rep, buf = reporter()
+    results = run_benchmark(_config(out), rep)
+    return out, results, buf.getvalue()
+
+
+def test_layout_per_class_training_and_utility(base):
+    out, results, log = base
+    root = out / "chest" / "quick"
+    data = json.loads((root / "data.json").read_text())
+    assert data["classes"] == ["normal", "covid"] and data["prepare"]["options"]["labels"] == "phantom"
+    counts = {c: v["train"] for c, v in data["class_counts"].items()}
+    # One generator per class, trained on that class only (its identity names the class).
+    for k, cls in enumerate(("normal", "covid")):
+        (tdir,) = (root / "ddpm" / f"class-{k}" / "training").iterdir()
+        ident = json.loads((tdir / "identity.json").read_text())
+        assert ident["data"] == f"{data['fingerprint']}/class-{k}"
+        with np.load(root / "ddpm" / f"class-{k}" / "samples.npz") as z:
+            assert len(z["images"]) >= counts[cls]
+        assert f"ddpm ({cls}): trained 6 steps" in log
+    assert len(_weights(root)) == 2
+    # The pooled fidelity set: n = held-out size, classes in the training proportion.
+    with np.load(root / "ddpm" / "samples.npz") as z:
+        n = len(z["images"])
+        meta = json.loads(str(z["meta"]))
+    assert n == data["n_test"] == results["models"]["ddpm"]["samples"]["n"]
+    assert sorted(meta["labels"]) == [0] * (n // 2) + [1] * (n - n // 2)
+    assert meta["labels"][:2] == [0, 1]  # interleaved: a figure's first samples show both
+    assert results["models"]["ddpm"]["metrics"]["metrics"]["ds"]["status"] == "ok"
+    # The utility stage: utility.json, results.json entries, the tables' Utility block.
+    u = json.loads((root / "ddpm" / "utility.json").read_text())
+    assert results["models"]["ddpm"]["utility"] == u
+    assert u["n"]["synthetic"] == u["n"]["real"] == counts
+    assert u["classifier"]["arch"] == "tiny" and u["seeds"] == [0, 1]
+    assert results["utility"]["real"] == u["conditions"]["real"]
+    assert "### Utility" in (root / "table.md").read_text()
+    assert "utility_accuracy" in (root / "table.csv").read_text()
+
+
+def test_rerun_and_standalone_command_retrain_nothing(base, tmp_path, capsys):
+    out, results, _ = base
+    root = out / "chest" / "quick"
+    rep, buf = reporter()
+    again = run_benchmark(_config(out), rep)
+    log = buf.getvalue()
+    assert "trained" not in log and "utility done (cached)" in log
+    assert _stable(again["models"]["ddpm"]["utility"]) == _stable(results["models"]["ddpm"]["utility"])
+    # `genbench utility RUN_DIR` repeats the run's settings from its cached predictions.
+    rc = main(["utility", str(root), "--json"])
+    captured = capsys.readouterr()
+    assert rc == 0 and "trained" not in captured.err
+    assert _stable(json.loads(captured.out)["ddpm"]) == _stable(results["models"]["ddpm"]["utility"])
+
+
+def test_kill_inside_class_training_then_resume(base, tmp_path):
+    out = tmp_path / "runs"
+    env = dict(os.environ, TORCH_HOME=str(tmp_path / "torch_home"), OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "genbench", "run", *CLI_ARGS, "--out", str(out)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    root = out / "chest" / "quick"
+    trigger = "ddpm/class-1/training/*/checkpoints/ckpt-00000002.pt"
+    deadline = time.time() + 600
+    try:
+        while proc.poll() is None and time.time() < deadline:
+            if root.is_dir() and any(root.glob(trigger)):
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+            time.sleep(0.02)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        rc = proc.wait(timeout=60)
+    assert rc == -9, f"the run ended (rc={rc}) before {trigger} appeared"
+    assert not (root / "ddpm" / "utility.json").exists()
+    rep, buf = reporter()
+    results = run_benchmark(_config(out), rep)
+    log = buf.getvalue()
+    assert "ddpm (normal): train done (cached" in log  # class 0 finished before the kill
+    assert "ddpm (covid): trained 6 steps" in log and "resumed from step 2" in log
+    ref_out, ref, _ = base
+    assert _weights(root) == _weights(ref_out / "chest" / "quick")
+    assert (results["models"]["ddpm"]["samples"]["npz_sha256"]
+            == ref["models"]["ddpm"]["samples"]["npz_sha256"])
+    assert _stable(results["models"]["ddpm"]["utility"]) == _stable(ref["models"]["ddpm"]["utility"])
+
+
+def test_utility_without_labels_is_one_line(tmp_path, capsys):
+    rc = main(["run", "--dataset", "heart", "--models", "ddpm", "--utility", "--out",
+               str(tmp_path / "runs"), "-q"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "heart phantom has no labelled finding" in err
+    data = tmp_path / "cxr"
+    data.mkdir()
+    for i in range(30):
+        Image.fromarray(np.full((20, 20), 8 * i, dtype=np.uint8)).save(data / f"{i:08d}_000.png")
+    rc = main(["run", "--dataset", "chest", "--data", str(data), "--models", "ddpm", "--utility",
+               "--size", "16", "--out", str(tmp_path / "runs"), "-q"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1
+    assert "--utility needs class labels" in err and "--labels folders" in err
+
+
+@pytest.fixture
+def pixel_models(monkeypatch):
+    """Two pixel-Gaussian generators (tests/utility_conditional.py) registered as entry points."""
+    from importlib.metadata import EntryPoint
+
+    import utility_conditional
+
+    from genbench import protocol
+
+    real = protocol._entry_points()
+    extra = {n: EntryPoint(n, f"utility_conditional:{f}", protocol.ENTRY_POINT_GROUP)
+             for n, f in (("pixel-gaussian", "create"),
+                          ("pixel-gaussian-uncond", "create_unconditional"))}
+    monkeypatch.setattr(protocol, "_entry_points", lambda: {**real, **extra})
+    utility_conditional.FITS.clear()
+    return utility_conditional.FITS
+
+
+def _prepared():
+    from genbench.data import prepare_dataset
+
+    return prepare_dataset("chest", size=16, n=60, options={"labels": "phantom"})
+
+
+def test_unconditional_model_is_trained_on_each_class_alone(tmp_path, pixel_models):
+    results = run_benchmark(_config(tmp_path / "runs", models=["pixel-gaussian-uncond"],
+                                    overrides={}, utility_seeds=1), reporter()[0])
+    ds = _prepared()
+    want = [ds.train.images[torch.from_numpy(ds.train_labels == k)] for k in (0, 1)]
+    assert [f["n"] for f in pixel_models] == [len(x) for x in want]
+    for fit, x in zip(pixel_models, want):  # exactly that class's training images
+        assert fit["mean"] == pytest.approx(float(x.double().mean()), abs=1e-12)
+    u = results["models"]["pixel-gaussian-uncond"]["utility"]
+    assert u["n"]["synthetic"] == {c: len(x) for c, x in zip(ds.classes, want)}
+
+
+def test_class_conditional_model_is_trained_once(tmp_path, pixel_models):
+    results = run_benchmark(_config(tmp_path / "runs", models=["pixel-gaussian"], overrides={},
+                                    utility_seeds=1), reporter()[0])
+    root = tmp_path / "runs" / "chest" / "quick" / "pixel-gaussian"
+    data = json.loads((root.parent / "data.json").read_text())
+    ds = _prepared()
+    (fit,) = pixel_models  # trained once, on every training image with its class
+    assert fit["n"] == data["n_train"] and fit["labels"] == ds.train_labels.tolist()
+    assert (root / "training").is_dir() and not (root / "class-0" / "training").exists()
+    # Each class folder holds that class's samples: their mean is the class's training mean.
+    for k in (0, 1):
+        with np.load(root / f"class-{k}" / "samples.npz") as z:
+            got = z["images"].mean(axis=0)
+        want = ds.train.images[torch.from_numpy(ds.train_labels == k)].mean(dim=0)[0].numpy()
+        assert np.abs(got - want).mean() < 0.05
+        other = ds.train.images[torch.from_numpy(ds.train_labels != k)].mean(dim=0)[0].numpy()
+        assert np.abs(got - want).mean() < np.abs(got - other).mean()
+    u = results["models"]["pixel-gaussian"]["utility"]
+    assert u["n"]["synthetic"] == u["n"]["real"]
