@@ -4,6 +4,7 @@ real data, a label-swapped one is worse than chance; determinism, caching, the c
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -110,8 +111,10 @@ def _write_run(root, labelled: bool = True):
     ds = prepare_dataset("chest", size=16, n=90, options=options)
     full = ds.summary() | {"prepare": prepare_record("chest", None, 16, 90, 0, ds.params["options"])}
     atomic_write_json(run / "data.json", full)
-    atomic_write_json(run / "results.json", {"dataset": "chest", "preset": "quick",
-                                             "models": {"ddpm": {"metrics": None}}})
+    # The reference chest run's results stand in for the run's own (the tables need metrics).
+    ref = json.loads((Path(__file__).resolve().parents[1] / "reports/chest/results.json").read_text())
+    ref["models"] = {"ddpm": ref["models"]["ddpm"]}
+    atomic_write_json(run / "results.json", ref)
     pool = _oracle(120, 16, seed=3)
     atomic_write_json(run / "ddpm" / "config.json", {"model": "ddpm"})
     for k in (0, 1):
@@ -123,10 +126,12 @@ def _write_run(root, labelled: bool = True):
 
 def test_command_writes_utility_json_and_results(tmp_path, capsys):
     run = _write_run(tmp_path)
-    rc = main(["utility", str(run), "--preset", "test", "--steps", "3", "--seeds", "2", "-q"])
-    out = capsys.readouterr().out
+    rc = main(["utility", str(run), "--preset", "test", "--steps", "3", "--seeds", "2"])
+    captured = capsys.readouterr()
+    out = captured.out
     assert rc == 0, out
     assert "synthetic" in out and "mixed" in out and "p=" in out
+    assert captured.err.count("trained on") == 6
     res = json.loads((run / "ddpm" / "utility.json").read_text())
     assert res["schema"] == "genbench.utility/1" and res["classes"] == ["normal", "covid"]
     assert set(res["conditions"]) == {"real", "synthetic", "mixed"}
@@ -134,6 +139,12 @@ def test_command_writes_utility_json_and_results(tmp_path, capsys):
     assert results["models"]["ddpm"]["utility"]["conditions"] == res["conditions"]
     assert results["utility"]["real"] == res["conditions"]["real"]
     assert len(list((run / "utility" / "predictions").glob("*.npy"))) == 6
+    assert "### Utility" in (run / "table.md").read_text()  # the run's tables are rebuilt
+    # Again without options: the recorded settings are repeated, nothing is retrained.
+    rc = main(["utility", str(run), "--json"])
+    captured = capsys.readouterr()
+    assert rc == 0 and "trained" not in captured.err
+    assert json.loads(captured.out)["ddpm"]["conditions"] == res["conditions"]
 
 
 def test_command_bad_input_is_one_line(tmp_path, capsys):
@@ -144,3 +155,11 @@ def test_command_bad_input_is_one_line(tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1
     rc = main(["utility", str(tmp_path / "nope")])
     assert rc == 2 and "run folder not found" in capsys.readouterr().err
+    # Data that no longer match the run's (here: another image count) are refused.
+    run = _write_run(tmp_path / "other")
+    info = json.loads((run / "data.json").read_text())
+    info["prepare"]["n"] = 93
+    atomic_write_json(run / "data.json", info)
+    rc = main(["utility", str(run)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "differ from the run's (fingerprint changed" in err

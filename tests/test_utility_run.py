@@ -218,3 +218,12 @@ def test_class_conditional_model_is_trained_once(tmp_path, pixel_models):
         assert np.abs(got - want).mean() < np.abs(got - other).mean()
     u = results["models"]["pixel-gaussian"]["utility"]
     assert u["n"]["synthetic"] == u["n"]["real"]
+
+
+def test_fidelity_shares_are_proportional_and_sum_to_n():
+    from genbench.utility.pipeline import fidelity_shares
+
+    assert fidelity_shares(np.array([270, 210]), 120).tolist() == [68, 52]  # 67.5/52.5: ties by order
+    assert fidelity_shares(np.array([1, 1, 1]), 10).tolist() == [4, 3, 3]
+    got = fidelity_shares(np.array([5, 900, 95]), 37)
+    assert got.sum() == 37 and got.tolist() == [0, 33, 4]  # 0.185 / 33.3 / 3.515
