@@ -238,3 +238,9 @@ def test_cli_prepare_with_labels(tmp_path, capsys):
     rc = main(["data", "prepare", "chest", "--size", "16", "--labels", "folders"])
     err = capsys.readouterr().err
     assert rc == 2 and "need --data" in err and len(err.strip().splitlines()) == 1
+
+
+def test_data_show_names_the_label_sources(capsys):
+    assert main(["data", "show", "chest"]) == 0
+    out = capsys.readouterr().out
+    assert "class labels    phantom: normal vs covid" in out and "--label-finding NAME" in out

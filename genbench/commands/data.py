@@ -56,6 +56,10 @@ def show(
         f"  selection       {p.slice_selection}",
         f"  phantom         {p.phantom_n} slices by default (20% of synthetic patients held out)",
     ]
+    from genbench.data.presets import CLASS_LABELS
+
+    if p.name in CLASS_LABELS:
+        lines.append(f"  class labels    {CLASS_LABELS[p.name]}")
     if p.notes:
         lines.append(f"  notes           {p.notes}")
     typer.echo("\n".join(lines))
