@@ -366,6 +366,14 @@ class Runner:
             "stages": {s: r.key for s in ("train", "sample", "evaluate")
                        if (r := store.read(s)) is not None},
         }
+        if self.cfg.utility:  # the class trainings stand in for the model's one training
+            folders = train_rec.info.get("folders") or []
+            entry["train"] |= {"folder": folders[0] if len(folders) == 1 else None,
+                               "folders": folders,
+                               "per_class": train_rec.info.get("per_class"),
+                               "weights_sha256": train_rec.outputs.get(FINAL_WEIGHTS),
+                               "weights_sha256_per_class": dict(train_rec.outputs)}
+            entry["stages"]["train"] = train_rec.key
         return ModelOutcome(name, entry)
 
     # -- the whole run -----------------------------------------------------------------------
@@ -429,7 +437,7 @@ class Runner:
                 outcomes.append(ModelOutcome(name, {"metrics": None, "config": configs[name],
                                                     "error": msg}, error=msg))
 
-        if cfg.utility:
+        if cfg.utility and self.say.main:  # under torchrun rank 0 trains the classifiers
             self._utility(ctx, data, [o.name for o in outcomes if not o.error], outcomes)
 
         data_rel = dict(data_info)

@@ -44,7 +44,7 @@ def _tensors(path: Path) -> dict[str, bytes]:
     from safetensors import safe_open
 
     with safe_open(str(path), framework="np") as fh:
-        return {k: fh.get_tensor(k).tobytes() for k in fh.keys()}
+        return {k: fh.get_tensor(k).tobytes() for k in fh.keys()}  # noqa: SIM118 (safe_open has no __iter__)
 
 
 def _weights(root: Path) -> dict[str, dict[str, bytes]]:

@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
-from genbench.errors import UsageError
+from genbench.errors import GenbenchError, UsageError
 from genbench.imageset import ImageSet
 from genbench.io.atomic import atomic_write_json
 from genbench.stages import StageRecord, StageStore, content_key
@@ -70,13 +71,32 @@ def _subset(train: ImageSet, labels: np.ndarray, k: int) -> ImageSet:
 def _pool_images(ctx: Any, name: str, mdir: Path, class_recs: list[StageRecord],
                  shares: np.ndarray, classes: list[str], bit_depth: int) -> StageRecord:
     """``<model>/samples.npz`` (+ PNGs): each class's first ``shares[k]`` images, in class order."""
+    from genbench.distributed import current
+
+    key = content_key(stage="sample", pooled=[r.output_hash for r in class_recs],
+                      shares=[int(s) for s in shares], classes=classes, bit_depth=bit_depth)
+    store = StageStore(mdir)
+    if not ctx.say.main:
+        # Under torchrun rank 0 pools and writes (as in run_stages.sample_stage); every rank
+        # then scores the images its record names.
+        current().barrier()
+        rec = store.read("sample")
+        if rec is None:
+            raise GenbenchError(f"{name}: rank 0 did not finish pooling the samples (see its error)")
+        return rec
+    try:
+        return _pool_on_main(ctx, name, mdir, class_recs, shares, classes, bit_depth, key, store)
+    finally:
+        current().barrier()
+
+
+def _pool_on_main(ctx: Any, name: str, mdir: Path, class_recs: list[StageRecord],
+                  shares: np.ndarray, classes: list[str], bit_depth: int, key: str,
+                  store: StageStore) -> StageRecord:
     from genbench.io import write_npz, write_png_folder
     from genbench.run_stages import clear_dir, load_npz_images
 
     n = int(shares.sum())
-    key = content_key(stage="sample", pooled=[r.output_hash for r in class_recs],
-                      shares=[int(s) for s in shares], classes=classes, bit_depth=bit_depth)
-    store = StageStore(mdir)
     rec = None if ctx.force else store.done("sample", key)
     if rec is not None:
         ctx.say.say(f"{name}: pooled samples done (cached, {n} images)")
@@ -119,6 +139,7 @@ def per_class_stages(ctx: Any, name: str, create: Callable[[], Any], data: Any, 
     mdir = ctx.root / name
     gen = create()
     train_recs: list[StageRecord] = []
+    folders: list[str] = []  # each training's folder, relative to the run
     sample_recs: list[StageRecord] = []
     if is_class_conditional(gen):
         train = ImageSet(data.train.images, data.train.sources, data.train.mapping,
@@ -126,6 +147,7 @@ def per_class_stages(ctx: Any, name: str, create: Callable[[], Any], data: Any, 
         rec, _ = train_stage(ctx, name, gen, train, f"{data_key}/labels", mdir)
         gen.load(mdir / TRAINING_DIR / rec.key[:12] / FINAL_WEIGHTS)
         train_recs.append(rec)
+        folders.append(ctx.rel(mdir / TRAINING_DIR / rec.key[:12]))
         for k, cls in enumerate(classes):
             gen.sample_class = k
             sample_recs.append(sample_stage(ctx, f"{name} ({cls})", gen, True, int(draws[k]), rec,
@@ -139,6 +161,7 @@ def per_class_stages(ctx: Any, name: str, create: Callable[[], Any], data: Any, 
             rec, now = train_stage(ctx, who, g, _subset(data.train, labels, k),
                                    f"{data_key}/class-{k}", kdir)
             train_recs.append(rec)
+            folders.append(ctx.rel(kdir / TRAINING_DIR / rec.key[:12]))
             sample_recs.append(sample_stage(ctx, who, g, now, int(draws[k]), rec, kdir, bit_depth))
     pooled = _pool_images(ctx, name, mdir, sample_recs, shares, classes, bit_depth)
     summary = StageRecord(
@@ -152,6 +175,7 @@ def per_class_stages(ctx: Any, name: str, create: Callable[[], Any], data: Any, 
               "num_parameters": train_recs[0].info.get("num_parameters"),
               "per_class": not is_class_conditional(gen),
               "classes": classes,
+              "folders": folders,
               "trainings": [r.info | {"key": r.key} for r in train_recs]},
     )
     return summary, pooled
