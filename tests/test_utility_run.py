@@ -18,6 +18,7 @@ from PIL import Image
 from runner_helpers import OVERRIDES, reporter
 
 from genbench.cli import main
+from genbench.io.hashing import file_sha256
 from genbench.runner import RunConfig, run_benchmark
 
 CLASSIFIER = {"arch": "tiny", "steps": 5}
@@ -82,6 +83,13 @@ def test_layout_per_class_training_and_utility(base):
             assert len(z["images"]) >= counts[cls]
         assert f"ddpm ({cls}): trained 6 steps" in log
     assert len(_weights(root)) == 2
+    # results.json names both class trainings (relative to the run) and their weights' hashes.
+    train = results["models"]["ddpm"]["train"]
+    assert train["folder"] is None and len(train["folders"]) == 2
+    for k, folder in enumerate(train["folders"]):
+        assert folder.startswith(f"ddpm/class-{k}/training/") and (root / folder).is_dir()
+        assert (train["weights_sha256_per_class"][f"class-{k}/final.safetensors"]
+                == file_sha256(root / folder / "final.safetensors"))
     # The pooled fidelity set: n = held-out size, classes in the training proportion.
     with np.load(root / "ddpm" / "samples.npz") as z:
         n = len(z["images"])
@@ -208,6 +216,9 @@ def test_class_conditional_model_is_trained_once(tmp_path, pixel_models):
     (fit,) = pixel_models  # trained once, on every training image with its class
     assert fit["n"] == data["n_train"] and fit["labels"] == ds.train_labels.tolist()
     assert (root / "training").is_dir() and not (root / "class-0" / "training").exists()
+    train = results["models"]["pixel-gaussian"]["train"]
+    assert train["per_class"] is False and train["folders"] == [train["folder"]]
+    assert train["folder"].startswith("pixel-gaussian/training/")
     # Each class folder holds that class's samples: their mean is the class's training mean.
     for k in (0, 1):
         with np.load(root / f"class-{k}" / "samples.npz") as z:

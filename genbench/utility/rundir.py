@@ -51,7 +51,9 @@ class RunData:
 def prepare_record(dataset: str, data_dir: Path | None, size: int, n: int | None, seed: int,
                    options: dict[str, Any]) -> dict[str, Any]:
     """What ``data.json`` must hold for the data to be prepared again (the runner writes it)."""
-    return {"dataset": dataset, "data_dir": None if data_dir is None else str(data_dir),
+    # Absolute: `genbench utility` may run from another working directory.
+    return {"dataset": dataset,
+            "data_dir": None if data_dir is None else str(Path(data_dir).resolve()),
             "size": size, "n": n, "seed": seed,
             "options": {k: v for k, v in sorted(options.items()) if v is not None}}
 
