@@ -40,6 +40,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
+def _without_home(text: str) -> str:
+    import os
+
+    return text.replace(os.path.expanduser("~"), "~")
+
+
 def write_outputs(out: Path, cells: list, settings: dict) -> None:
     from genbench.io.atomic import atomic_write_json, atomic_write_text
     from genbench.metrics.registry import REGISTRY
@@ -47,6 +53,8 @@ def write_outputs(out: Path, cells: list, settings: dict) -> None:
 
     out.mkdir(parents=True, exist_ok=True)
     rows = [c.to_json() for c in cells]
+    for r in rows:  # committed data: the home folder of the machine that ran the study is noise
+        r["reason"] = None if r["reason"] is None else _without_home(r["reason"])
     atomic_write_json(out / "cells.json", {"settings": settings, "cells": rows})
     import io
 
@@ -85,13 +93,16 @@ def write_outputs(out: Path, cells: list, settings: dict) -> None:
             seen.sort()
             cells_md.append(f"{e['modalities']}/{e['of']} (≥ {seen[len(seen) // 2]:g})")
         lines.append(f"| {REGISTRY[m].title} | " + " | ".join(cells_md) + " |")
-    missing = {}
+    missing: dict[str, str] = {}
     for c in cells:
         if c.status != "ok" and c.reason:
-            missing.setdefault(c.metric, c.reason.split(". ")[0])
+            missing.setdefault(c.metric, _without_home(c.reason).split(". ")[0])
+    by_reason: dict[str, list[str]] = {}
     for m, why in missing.items():
         if all(det[m].get(d, {}).get("of", 0) == 0 for d in settings["defects"]):
-            lines += ["", f"{REGISTRY[m].title}: n/a because {why}."]
+            by_reason.setdefault(why, []).append(REGISTRY[m].title)
+    for why, titles in by_reason.items():
+        lines += ["", f"{', '.join(titles)}: n/a because {why}."]
     lines += ["", "Severity units: " + "; ".join(f"{DEFECTS[d].title}: {DEFECTS[d].severity} "
                                                  f"({', '.join(f'{v:g}' for v in DEFECTS[d].levels)})"
                                                  for d in settings["defects"]) + "."]
