@@ -40,3 +40,17 @@ def test_markdown_single_dataset_is_models_by_metrics_with_one_note():
     # Two datasets keep the paper's layout (metric blocks x datasets).
     two = _results() + [dict(_results()[0], dataset="chest")]
     assert build_table(two, "md").splitlines()[0] == "| Metric | Model | pelvic | chest |"
+
+
+def test_run_summary_keeps_names_and_values_readable_in_a_narrow_terminal(capsys, monkeypatch):
+    from genbench.commands.run import print_summary
+
+    monkeypatch.setenv("COLUMNS", "80")
+    values = {m: 0.123456 for m in ("ds", "mem", "c2st", "frd", "msssim", "vendi")}
+    models = {name: metrics_json(fds=(64.684321, 1.0), **values) for name in ("wgan-gp", "stylegan", "mt-ddpm")}
+    print_summary(results_json("pelvic", models, floor=metrics_json(fds=(0.148, 0.01), **values)))
+    out = capsys.readouterr().out
+    assert max(map(len, out.splitlines())) <= 80
+    for name in ("wgan-gp", "stylegan", "mt-ddpm", "floor"):
+        assert f"│ {name}" in out
+    assert "64.684" in out and "…" not in out

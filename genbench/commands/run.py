@@ -124,19 +124,22 @@ def print_summary(results: dict) -> None:
     blocks = shown_blocks(table)
     col = table.columns[0]
     rt = RichTable(title=f"{results['dataset']} ({results.get('preset')})", title_style="bold",
-                   caption="± std: table.md", caption_style="dim")
-    rt.add_column("model", no_wrap=True)
-    for block in blocks:
-        rt.add_column(metric_label(block.metric), justify="right", no_wrap=True)
-    names = [r.model for r in blocks[0].rows] if blocks else []
-    for i, name in enumerate(names):
-        cells = []
+                   caption="confidence intervals and ± std: table.md", caption_style="dim")
+    rows: list[tuple[str, list[str], bool]] = []
+    for i, row0 in enumerate(blocks[0].rows if blocks else []):
+        texts = []
         for block in blocks:
             row = block.rows[i]
-            text = format_value(block.metric, row.cells[col], with_std=False)
-            cells.append(f"[bold green]{text}[/]" if col in row.best else text)
-        reference = blocks[0].rows[i].reference
-        rt.add_row("floor" if reference else name, *cells, style="italic dim" if reference else None)
+            texts.append(format_value(block.metric, row.cells[col], with_std=False, ci="none"))
+        rows.append(("floor" if row0.reference else row0.model, texts, row0.reference))
+    # A narrow terminal squeezes columns: names and values keep their width, headers wrap.
+    rt.add_column("model", no_wrap=True, min_width=max([5, *(len(r[0]) for r in rows)]))
+    for j, block in enumerate(blocks):
+        rt.add_column(metric_label(block.metric), justify="right",
+                      min_width=max([4, *(len(r[1][j]) for r in rows)]))
+    for i, (name, texts, reference) in enumerate(rows):
+        cells = [f"[bold green]{t}[/]" if col in block.rows[i].best else t for t, block in zip(texts, blocks)]
+        rt.add_row(name, *cells, style="italic dim" if reference else None)
     console = Console()
     console.print(rt)
     note = unavailable_note(table).strip()
