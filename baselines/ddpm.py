@@ -37,6 +37,7 @@ from genbench.diffusion import (
     reject_renamed,
     sample_with_options,
 )
+from genbench.diffusion.options import SampleOverrides
 from genbench.generator_base import BaseConfig, BaseGenerator
 from genbench.training import EMATarget, Engine, TrainingTask
 
@@ -117,7 +118,7 @@ class DDPMTask(TrainingTask):
         return {"loss": loss.item()}
 
 
-class DDPM(BaseGenerator):
+class DDPM(SampleOverrides, BaseGenerator):
     name = "ddpm"
     config_class = DDPMConfig
     presets = PRESETS
@@ -163,17 +164,6 @@ class DDPM(BaseGenerator):
             generator=generator, device=self.device, sampler=sampler, steps=steps, spacing=spacing,
         )
 
-    def sample(
-        self, n: int, *, seed: int = 0, batch_size: int | None = None, sampler: str | None = None,
-        steps: int | None = None, spacing: str | None = None,
-    ) -> torch.Tensor:
-        """``n`` images (N, 1, R, R) float32 in [-1, 1] on the CPU; same seed, same images.
-
-        ``sampler``, ``steps`` and ``spacing`` override the configured sampler for this call only.
-        """
-        # only the options given, so a subclass's plain generate(n, generator) keeps working
-        options = {k: v for k, v in (("sampler", sampler), ("steps", steps), ("spacing", spacing)) if v is not None}
-        return self._sample_batches(n, seed=seed, batch_size=batch_size, **options)
 
 
 def create(preset: str = "quick", resolution: int | None = None, **overrides: Any) -> DDPM:

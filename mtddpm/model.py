@@ -55,6 +55,7 @@ from genbench.diffusion import (
     respace,
     sample_with_options,
 )
+from genbench.diffusion.options import SampleOverrides
 from genbench.diffusion.timesteps import TIMESTEP_SAMPLERS
 from genbench.errors import UsageError
 from genbench.generator_base import BaseConfig, BaseGenerator
@@ -252,7 +253,7 @@ class MTDDPMTask(TrainingTask):
         self.ts_sampler.load_state_dict(state.get("timestep_sampler", {}))
 
 
-class MTDDPM(BaseGenerator):
+class MTDDPM(SampleOverrides, BaseGenerator):
     """The Swin-transformer DDPM with learned variance (Pan et al. 2023)."""
 
     name: ClassVar[str] = NAME
@@ -301,17 +302,6 @@ class MTDDPM(BaseGenerator):
             sampler=sampler, steps=steps, spacing=spacing,
         )
 
-    def sample(
-        self, n: int, *, seed: int = 0, batch_size: int | None = None, sampler: str | None = None,
-        steps: int | None = None, spacing: str | None = None,
-    ) -> torch.Tensor:
-        """``n`` images (N, 1, R, R) float32 in [-1, 1] on the CPU; same seed, same images.
-
-        ``sampler``, ``steps`` and ``spacing`` override the configured sampler for this call only.
-        """
-        # only the options given, so a subclass's plain generate(n, generator) keeps working
-        options = {k: v for k, v in (("sampler", sampler), ("steps", steps), ("spacing", spacing)) if v is not None}
-        return self._sample_batches(n, seed=seed, batch_size=batch_size, **options)
 
 
 def create(preset: str = "quick", resolution: int | None = None, **overrides: Any) -> MTDDPM:

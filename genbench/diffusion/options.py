@@ -117,3 +117,20 @@ def sample_with_options(
         sampler, chain, model_fn, shape, eta=options.ddim_eta, generator=generator, device=device,
         clip_denoised=options.clip_denoised,
     )
+
+
+class SampleOverrides:
+    """``sample()`` of a diffusion generator (mixed in before ``BaseGenerator``): the configured
+    sampler, or ``sampler``/``steps``/``spacing`` given for one call."""
+
+    def sample(
+        self, n: int, *, seed: int = 0, batch_size: int | None = None, sampler: str | None = None,
+        steps: int | None = None, spacing: str | None = None,
+    ) -> Any:
+        """``n`` images (N, 1, R, R) float32 in [-1, 1] on the CPU; same seed, same images.
+
+        ``sampler``, ``steps`` and ``spacing`` override the configured sampler for this call only.
+        """
+        # only the options given, so a subclass's plain generate(n, generator) keeps working
+        options = {k: v for k, v in (("sampler", sampler), ("steps", steps), ("spacing", spacing)) if v is not None}
+        return self._sample_batches(n, seed=seed, batch_size=batch_size, **options)  # type: ignore[attr-defined]
