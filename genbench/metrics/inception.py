@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genbench.errors import InputError, WeightsUnavailableError
+from genbench.io.hashing import file_sha256
 
 __all__ = [
     "INPUT_SIZE",
@@ -102,23 +103,6 @@ def resolve_inception_weights(path: str | os.PathLike[str] | None = None) -> Pat
     if expected.is_file():
         return expected
     raise WeightsUnavailableError(f"Inception-v3 weights not found at {expected}. " + _how_to_obtain(expected))
-
-
-_SHA_MEMO: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """sha256 of a file, memoised per (path, size, mtime) so repeated evaluations don't re-read it."""
-    p = Path(path).resolve()
-    st = p.stat()
-    key = (str(p), st.st_size, st.st_mtime_ns)
-    if key not in _SHA_MEMO:
-        h = hashlib.sha256()
-        with open(p, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        _SHA_MEMO[key] = h.hexdigest()
-    return _SHA_MEMO[key]
 
 
 # ---------------------------------------------------------------------------------------------

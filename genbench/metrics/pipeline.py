@@ -199,7 +199,7 @@ class EvalOptions:
         for key in ("world_size", "dist_backend", "distributed"):
             out.pop(key, None)
         if self.inception_weights is not None:
-            from genbench.metrics.inception import file_sha256
+            from genbench.io.hashing import file_sha256
 
             out["inception_weights"] = file_sha256(self.inception_weights) \
                 if self.inception_weights.is_file() else str(self.inception_weights)
