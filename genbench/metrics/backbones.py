@@ -339,6 +339,24 @@ def _load_into(net: nn.Module, state: dict[str, torch.Tensor], spec: BackboneSpe
 _CHECKED: dict[tuple[str, int, int, str | None, str], str] = {}
 
 
+def _verified_state(request: BackboneRequest, spec: BackboneSpec) -> tuple[str, dict[str, torch.Tensor]]:
+    """The file's SHA-256 (checked against a pinned one) and its state dict in the architecture's
+    names; one-line InputError naming the file when either is wrong."""
+    from genbench.io.hashing import file_sha256
+
+    path = request.path
+    sha = file_sha256(path)
+    if request.sha256 is not None and not sha.startswith(request.sha256):
+        raise InputError(f"SHA-256 mismatch for {spec.name}: the file has {sha}, expected "
+                         f"{request.sha256}{'' if len(request.sha256) == 64 else '...'}", str(path))
+    state = _read_state(path)
+    try:
+        state = _dinov2_state(state) if spec.family == "dinov2" else _resnet_state(state)
+    except ValueError as exc:
+        raise InputError(f"not {spec.name} weights: {exc}", str(path)) from None
+    return sha, state
+
+
 def check_backbone_file(request: BackboneRequest) -> str | None:
     """Fail fast on a file the user named that cannot be this backbone: SHA-256 mismatch, not a
     state dict, another architecture (one-line InputError naming the file). Returns the file's
@@ -350,18 +368,8 @@ def check_backbone_file(request: BackboneRequest) -> str | None:
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns, request.sha256, request.name)
     if key not in _CHECKED:
-        from genbench.metrics.inception import file_sha256
-
         spec = BACKBONES[request.name]
-        sha = file_sha256(path)
-        if request.sha256 is not None and not sha.startswith(request.sha256):
-            raise InputError(f"SHA-256 mismatch for {spec.name}: the file has {sha}, expected "
-                             f"{request.sha256}{'' if len(request.sha256) == 64 else '...'}", str(path))
-        state = _read_state(path)
-        try:
-            state = _dinov2_state(state) if spec.family == "dinov2" else _resnet_state(state)
-        except ValueError as exc:
-            raise InputError(f"not {spec.name} weights: {exc}", str(path)) from None
+        sha, state = _verified_state(request, spec)
         meta = build_architecture(spec, "meta")
         want = meta.state_dict()
         if set(want) != set(state) or any(tuple(state[k].shape) != tuple(want[k].shape) for k in want):
@@ -373,8 +381,6 @@ def check_backbone_file(request: BackboneRequest) -> str | None:
 def load_backbone(request: BackboneRequest, device: str | torch.device = "cpu") -> FeatureExtractor:
     """Check the file (exists, SHA-256 if pinned), build the architecture, load the weights strictly."""
     import torch
-    
-    from genbench.metrics.inception import file_sha256
 
     spec = BACKBONES[request.name]
     path = request.path
@@ -382,15 +388,7 @@ def load_backbone(request: BackboneRequest, device: str | torch.device = "cpu") 
         raise WeightsUnavailableError(
             f"{spec.name} weights not found: {path} is not a file. genbench never downloads weights: "
             f"pass --backbone {spec.name}:PATH with a local copy of the published file")
-    sha = file_sha256(path)
-    if request.sha256 is not None and not sha.startswith(request.sha256):
-        raise InputError(f"SHA-256 mismatch for {spec.name}: the file has {sha}, expected "
-                         f"{request.sha256}{'' if len(request.sha256) == 64 else '...'}", str(path))
-    state = _read_state(path)
-    try:
-        state = _dinov2_state(state) if spec.family == "dinov2" else _resnet_state(state)
-    except ValueError as exc:
-        raise InputError(f"not {spec.name} weights: {exc}", str(path)) from None
+    sha, state = _verified_state(request, spec)
     net = build_architecture(spec, "meta")
     _load_into(net, state, spec, path)
     left = [n for n, t in [*net.named_parameters(), *net.named_buffers()] if t.is_meta]
