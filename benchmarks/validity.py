@@ -40,21 +40,16 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-def _without_home(text: str) -> str:
-    import os
-
-    return text.replace(os.path.expanduser("~"), "~")
-
-
 def write_outputs(out: Path, cells: list, settings: dict) -> None:
     from genbench.io.atomic import atomic_write_json, atomic_write_text
     from genbench.metrics.registry import REGISTRY
+    from genbench.report.tables import without_home
     from genbench.validity import DEFECTS, detection
 
     out.mkdir(parents=True, exist_ok=True)
     rows = [c.to_json() for c in cells]
     for r in rows:  # committed data: the home folder of the machine that ran the study is noise
-        r["reason"] = None if r["reason"] is None else _without_home(r["reason"])
+        r["reason"] = None if r["reason"] is None else without_home(r["reason"])
     atomic_write_json(out / "cells.json", {"settings": settings, "cells": rows})
     import io
 
@@ -96,7 +91,7 @@ def write_outputs(out: Path, cells: list, settings: dict) -> None:
     missing: dict[str, str] = {}
     for c in cells:
         if c.status != "ok" and c.reason:
-            missing.setdefault(c.metric, _without_home(c.reason).split(". ")[0])
+            missing.setdefault(c.metric, without_home(c.reason).split(". ")[0])
     by_reason: dict[str, list[str]] = {}
     for m, why in missing.items():
         if all(det[m].get(d, {}).get("of", 0) == 0 for d in settings["defects"]):

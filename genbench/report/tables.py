@@ -186,11 +186,16 @@ def decimals(metric: str) -> int:
     return spec.digits if spec else 3
 
 
-def _first_sentence(reason: str) -> str:
+def without_home(text: str) -> str:
+    """``text`` with this machine's home folder written ``~``: tables and studies get committed
+    and shared, and the home folder of the machine that made them is noise."""
     import os
 
-    # Tables get committed and shared: the home folder of the machine that made them is noise.
-    text = " ".join(str(reason).split()).replace(os.path.expanduser("~"), "~")
+    return text.replace(os.path.expanduser("~"), "~")
+
+
+def _first_sentence(reason: str) -> str:
+    text = without_home(" ".join(str(reason).split()))
     cut = text.find(". ")
     return text if cut < 0 else text[: cut + 1]
 
