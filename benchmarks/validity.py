@@ -13,7 +13,7 @@ alpha 0.05). Writes to ``--out`` (default ``reports/validity``):
     curves.png               response curves with CIs (value relative to the clean set)
     study.json               settings, versions, timing
 
-    python benchmarks/validity.py                         # the committed reference (slow: ~1 h)
+    python benchmarks/validity.py --overwrite             # regenerate the committed reference (slow: ~1 h)
     python benchmarks/validity.py --n 60 --modalities heart --defects noise,duplication --bootstrap 200
 
 Phantoms are independent (each draws its own sets from ``--seed``), so the study can run as one
@@ -21,7 +21,10 @@ process per group of phantoms and be joined afterwards:
 
     python benchmarks/validity.py --modalities chest,heart --out /tmp/va &
     python benchmarks/validity.py --modalities pelvic,abdomen --out /tmp/vb &
-    wait; python benchmarks/validity.py --merge /tmp/va /tmp/vb     # writes --out
+    wait; python benchmarks/validity.py --merge /tmp/va /tmp/vb --overwrite   # writes --out
+
+An ``--out`` folder that already holds a study is refused before any work starts unless
+``--overwrite`` is given: a study is an hour of CPU and may be someone's only copy.
 """
 
 from __future__ import annotations
@@ -196,6 +199,18 @@ def merge_studies(folders: list[Path]) -> tuple[dict, list]:
     return settings, cells
 
 
+STUDY_FILES = ("cells.json", "cells.csv", "matrix.md", "matrix.png", "curves.png", "study.json")
+
+
+def refuse_existing_study(out: Path, overwrite: bool) -> None:
+    """Stop (exit 2, one line) before hours of work would end by replacing a study already in ``out``."""
+    present = [name for name in STUDY_FILES if (out / name).exists()]
+    if present and not overwrite:
+        print(f"error: --out {out} already holds a study ({', '.join(present)}); "
+              "pass --overwrite to replace it or choose another --out", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def main() -> None:
     import genbench
     from genbench.metrics.pipeline import EvalOptions
@@ -213,7 +228,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--merge", type=Path, nargs="+", default=None, metavar="DIR",
                     help="join studies of disjoint phantoms (their cells.json) into --out instead of running")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="replace the study already in --out (refused otherwise)")
     args = ap.parse_args()
+    refuse_existing_study(args.out, args.overwrite)
     if args.merge:
         settings, cells = merge_studies(args.merge)
         write_outputs(args.out, cells, settings)

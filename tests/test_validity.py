@@ -164,3 +164,22 @@ def test_committed_matrix_regenerates_from_the_cells(tmp_path: Path) -> None:
     assert (tmp_path / "matrix.md").read_text() == (STUDY / "matrix.md").read_text()
     assert re.search(r"n = \d+ real", (STUDY / "matrix.md").read_text())
     assert np.isfinite([c.value for c in _committed_cells() if c.status == "ok"]).all()
+
+
+def test_an_existing_study_is_refused_before_any_work_unless_overwrite(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "study"
+    out.mkdir()
+    (out / "cells.json").write_text("{}")
+    script = str(ROOT / "benchmarks" / "validity.py")
+    # --merge of a folder that does not exist would fail later; the refusal must come first.
+    proc = subprocess.run([sys.executable, script, "--merge", str(tmp_path / "nope"), "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "already holds a study" in proc.stderr and "--overwrite" in proc.stderr
+    assert (out / "cells.json").read_text() == "{}"
+    mod = _load_bench()
+    mod.refuse_existing_study(out, overwrite=True)  # told: goes on
+    mod.refuse_existing_study(tmp_path / "empty", overwrite=False)  # nothing there: goes on
