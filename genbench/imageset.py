@@ -15,6 +15,16 @@ import numpy as np
 import torch
 
 
+def pixel_sha256(images: torch.Tensor, extra: bytes = b"") -> str:
+    """The one content hash of an image tensor: shape, then float32 little-endian pixels, then ``extra``
+    (e.g. labels). Cache keys and stage identities depend on it, so its byte layout must not change."""
+    h = hashlib.sha256()
+    h.update(repr(tuple(images.shape)).encode())
+    h.update(images.detach().cpu().float().numpy().astype("<f4", copy=False).tobytes())
+    h.update(extra)
+    return h.hexdigest()
+
+
 @dataclass
 class IntensityMapping:
     """Affine map from canonical [-1, 1] back to the source's units: ``raw = scale * x + offset``."""
@@ -69,10 +79,7 @@ class ImageSet:
 
     def sha256(self) -> str:
         """Content hash of the decoded pixels (shape included), independent of file names."""
-        h = hashlib.sha256()
-        h.update(repr(tuple(self.images.shape)).encode())
-        h.update(self.images.detach().cpu().numpy().astype("<f4", copy=False).tobytes())
-        return h.hexdigest()
+        return pixel_sha256(self.images)
 
     def subset(self, index: torch.Tensor | np.ndarray | list[int]) -> "ImageSet":
         idx = torch.as_tensor(np.asarray(index), dtype=torch.long)

@@ -192,6 +192,29 @@ def test_one_file_hash_in_the_code():
     assert set(owners) == {"genbench/io/hashing.py"}, owners
 
 
+def test_one_pixel_hash_with_a_fixed_byte_layout():
+    """Image sets and labelled sets hash pixels the same way (cache keys depend on the layout)."""
+    import hashlib
+    import pathlib
+
+    import numpy as np
+
+    from genbench.imageset import ImageSet
+    from genbench.utility.experiment import Labelled
+
+    images = torch.linspace(-1, 1, 2 * 3 * 4).reshape(2, 1, 3, 4)
+    labels = np.array([1, 0])
+    by_hand = hashlib.sha256(b"(2, 1, 3, 4)" + images.numpy().astype("<f4").tobytes())
+    assert ImageSet(images, sources=["a", "b"]).sha256() == by_hand.hexdigest()
+    by_hand.update(labels.astype("<i8").tobytes())
+    assert Labelled(images, labels).sha256() == by_hand.hexdigest()
+    assert Labelled(images, labels[::-1].copy()).sha256() != by_hand.hexdigest()
+    root = pathlib.Path(__file__).resolve().parents[1]
+    owners = [str(p.relative_to(root)) for p in (root / "genbench").rglob("*.py")
+              if "h.update(repr(tuple(" in p.read_text(encoding="utf-8")]
+    assert owners == ["genbench/imageset.py"], owners
+
+
 # --------------------------------------------------------------------------- progress
 
 

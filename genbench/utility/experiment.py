@@ -17,7 +17,6 @@ Statistics: ``genbench.utility.stats``.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 
 from genbench.errors import InputError, UsageError
+from genbench.imageset import pixel_sha256
 from genbench.io.atomic import atomic_write_bytes
 from genbench.progress import ProgressFactory, prefixed
 from genbench.stages import content_key
@@ -90,11 +90,7 @@ class Labelled:
         return np.bincount(self.labels, minlength=k)
 
     def sha256(self) -> str:
-        h = hashlib.sha256()
-        h.update(repr(tuple(self.images.shape)).encode())
-        h.update(self.images.detach().cpu().float().numpy().astype("<f4", copy=False).tobytes())
-        h.update(self.labels.astype("<i8").tobytes())
-        return h.hexdigest()
+        return pixel_sha256(self.images, self.labels.astype("<i8").tobytes())
 
     @staticmethod
     def concat(a: Labelled, b: Labelled) -> Labelled:
