@@ -104,7 +104,7 @@ def test_attach_ci_gathers_a_split_bootstrap():
 # ---------------------------------------------------------------------------------------------
 # Two gloo processes.
 
-METRICS = "is,fid,kid,prc,fds,ds,mem"
+METRICS = "is,fid,kid,prc,fds,ds,mem,frd"
 WORKER = f"METRICS = {METRICS!r}\n" + textwrap.dedent(
     """
     import contextlib, io, json, sys
@@ -189,6 +189,12 @@ WORKER = f"METRICS = {METRICS!r}\n" + textwrap.dedent(
         calls["tsne"] += 1
         return tsne(*a, **k)
     fds.tsne_embed = counting_tsne
+    from genbench.metrics import frd
+    shared_radiomics = frd._radiomic_features_shared
+    def counting_radiomics(*a, **k):
+        calls["radiomics_shared"] = calls.get("radiomics_shared", 0) + 1
+        return shared_radiomics(*a, **k)
+    frd._radiomic_features_shared = counting_radiomics
     evaluate = pipeline.evaluate
     def recording(*a, **k):
         rep = evaluate(*a, **k)
@@ -209,6 +215,7 @@ WORKER = f"METRICS = {METRICS!r}\n" + textwrap.dedent(
                    "--bootstrap", "50", "--no-cache", "--json", json_out])
     res["rc"], res["stdout"], res["stderr"] = rc, so.getvalue(), se.getvalue()
     res["tsne_calls"] = calls["tsne"]
+    res["radiomics_shared_calls"] = calls.get("radiomics_shared", 0)
     res["draws"] = draws["n"]
     with open(f"{out}.{r}.json", "w") as fh:
         json.dump(res, fh)
@@ -277,6 +284,9 @@ def test_two_gloo_processes_give_one_process_numbers(inception_material, tmp_pat
     assert r0["rc"] == r1["rc"] == 0, r0["stderr"] + r1["stderr"]
     assert "genbench metrics" in r0["stdout"] and r1["stdout"] == "" and r1["stderr"] == ""
     assert r0["tsne_calls"] == 2 and r1["tsne_calls"] == 0  # FDS (model and floor) on rank 0 only
+    # FRD divides its radiomic extraction: both ranks take part (real and synthetic sets; the floor's
+    # sets are rows of the real one).
+    assert r0["radiomics_shared_calls"] == r1["radiomics_shared_calls"] == 2
     assert r1["report"] == r0["report"]  # every rank's evaluate() returns rank 0's results
     # Bootstrap replicates of the distributed metrics are split: 50 replicates, 25 per rank.
     assert r0["draws"] == r1["draws"] > 0
@@ -297,7 +307,7 @@ def test_two_gloo_processes_give_one_process_numbers(inception_material, tmp_pat
     one = json.loads(one_json.read_text())
     assert one["options"]["world_size"] == 1 and one["options"]["dist_backend"] is None
     for part in ("metrics", "floor"):
-        for name in ("is", "fid", "kid", "precision", "recall", "fds", "ds", "mem"):
+        for name in ("is", "fid", "kid", "precision", "recall", "fds", "ds", "mem", "frd"):
             a, b = one[part][name], two[part][name]
             assert a["status"] == b["status"] == "ok", (part, name, a["reason"], b["reason"])
             assert _rel(a["value"], b["value"]) <= 1e-9, (part, name, a["value"], b["value"])

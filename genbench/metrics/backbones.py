@@ -708,7 +708,7 @@ def compute_backbone_metric(ctx: Any, metric: str, name: str) -> Any:
                 with ctx.step(f"{BACKBONES[name].short} features ({which})", len(images)) as step:
                     f, _hit = ext.features(images.images, window=window, mapping=images.mapping,
                                            cache_dir=ctx.options.cache_dir, use_cache=ctx.options.use_cache,
-                                           progress=step)
+                                           progress=step, dist=ctx.dist)
                 return f
             return ctx.per_image(("backbone", name, ext.sha256, window.label()), which, compute)
 

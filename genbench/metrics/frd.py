@@ -619,7 +619,7 @@ def compute_frd_metric(ctx: Any) -> Any:
             with ctx.step(f"FRD radiomic features ({which})", len(images)) as step:
                 return radiomic_features(images, masks=masks, version=version, n_jobs=opts.n_jobs,
                                          cache_dir=opts.cache_dir, use_cache=opts.use_cache,
-                                         progress=step.absolute)
+                                         progress=step.absolute, dist=ctx.dist)
         return ctx.per_image(("radiomics", version, masked), which, compute)
 
     fr, fs = features("real"), features("synth")

@@ -225,7 +225,7 @@ _r(MetricSpec(
     description="Fréchet Radiomics Distance (frd-score on pyradiomics, v1 by default: ln of the Fréchet "
                 "distance between z-scored radiomic features; no learned weights, runs offline). Tracks "
                 "downstream use and radiologists better than FID (Konz, Osuala et al. 2026).",
-    aliases=("radiomics-fd",)))
+    aliases=("radiomics-fd",), distributed=True))
 _r(MetricSpec(
     name="msssim", title="MS-SSIM", direction=-1, family="pixels",
     compute="genbench.metrics.msssim:compute_msssim_metric",
@@ -250,7 +250,8 @@ def _register_backbones() -> None:
             _r(MetricSpec(
                 name=bb.metric_name(metric, spec.name), title=f"{title} {spec.short}", direction=direction,
                 family="backbone", compute=f"genbench.metrics.backbones:{bb.registry_function_name(metric, spec.name)}",
-                description=text.format(b=spec.short), groups=(spec.name,), default=False, digits=digits))
+                description=text.format(b=spec.short), groups=(spec.name,), default=False, digits=digits,
+                distributed=True))
 
 
 _register_backbones()
