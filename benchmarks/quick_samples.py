@@ -16,6 +16,11 @@ A sample is flagged when it is
 Trains the quick preset on each phantom (resuming from ``--out`` when run again), draws as many
 samples as there are held-out images (seed 0, as ``genbench run`` does for its first chunk) and
 prints the flagged fractions.
+
+    PYTHONPATH=. python benchmarks/quick_samples.py --run runs/heart/quick [--run runs/pelvic/quick]
+
+judges the samples a finished ``genbench run`` already drew (every model of each run folder),
+against the held-out set that run was scored on; nothing is trained.
 """
 
 from __future__ import annotations
@@ -44,6 +49,18 @@ def bad_sample_flags(synth: torch.Tensor, real: torch.Tensor, margin: float = 0.
     return flags
 
 
+def judge_runs(run_dirs: list[Path]) -> None:
+    from genbench.turing.study import load_run_sets
+
+    for run in run_dirs:
+        for model_dir in sorted(p.parent for p in run.glob("*/samples.npz")):
+            real, synth, info = load_run_sets(model_dir)
+            flags = bad_sample_flags(synth.images, real.images)
+            row = {"dataset": info["dataset"], "model": info["model"], "n": len(synth),
+                   **{k: float(v.double().mean()) for k, v in flags.items()}}
+            print(json.dumps(row), flush=True)
+
+
 def main() -> None:
     from genbench.data import prepare_dataset
     from genbench.protocol import create_generator
@@ -56,7 +73,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="/tmp/genbench-quick-samples")
+    ap.add_argument("--run", action="append", default=[], type=Path, metavar="RUN_DIR",
+                    help="judge the samples of a finished genbench run instead of training")
     args = ap.parse_args()
+    if args.run:
+        judge_runs(args.run)
+        return
     overrides = parse_overrides(args.set)
     rows = []
     for ds in args.datasets.split(","):
