@@ -155,3 +155,31 @@ def test_progress_reports_all_pairs() -> None:
 def test_nearest_rejects_bad_input(bad: np.ndarray, match: str) -> None:
     with pytest.raises(InputError, match=match):
         nearest_ssim(bad)
+
+
+def test_numba_kernels_leave_torch_thread_count_alone():
+    """numba's OpenMP layer shares libgomp with torch: the first nearest-SSIM call of a process
+    must not leave torch running on every core (it made training after an evaluation ~4x slower
+    on a shared CPU). A fresh interpreter, since numba touches the count only when it starts."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one CPU: numba cannot raise the thread count")
+    code = (
+        "import numpy as np, torch\n"
+        "torch.set_num_threads(1)\n"
+        "from genbench.metrics.ssim import nearest_ssim, nearest_ssim_cross\n"
+        "x = np.random.default_rng(0).uniform(-1, 1, (12, 1, 16, 16)).astype(np.float32)\n"
+        "nearest_ssim(x, engine='numba'); a = torch.get_num_threads()\n"
+        "nearest_ssim_cross(x[:6], x[6:], engine='numba'); b = torch.get_num_threads()\n"
+        "print(a, b)\n")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_NUM_THREADS"}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["1", "1"]

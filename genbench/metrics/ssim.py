@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import itertools
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -376,6 +377,25 @@ def _caches(xa: Any, xb: Any, compute: Callable[[Any], Callable[[int, int], tupl
     return _StatsCache(compute(xa), 0), _StatsCache(compute(xb), cache_bytes)
 
 
+@contextmanager
+def torch_threads_kept() -> Iterator[None]:
+    """Give torch back its CPU thread count after a numba parallel kernel.
+
+    numba's OpenMP threading layer shares libgomp with torch, and its parallel launch sets the
+    process-wide OpenMP thread count to numba's own (every core). Every torch kernel after the
+    first nearest-SSIM call then ran on all cores, whatever OMP_NUM_THREADS or
+    torch.set_num_threads said; with another process on the cores, spinning OpenMP workers made
+    a quick StyleGAN training step in a `genbench run --utility` (trained after a model had been
+    evaluated) about 4x slower than in a fresh process on the shared 2-core machine.
+    """
+    before = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
 def _numba_runner(xa: np.ndarray, xb: np.ndarray, cache_bytes: int) -> Callable[..., np.ndarray]:
     """Tile runner: SSIM of the pairs (xa[i0 + pa], xb[j0 + pb]); ``xa is xb`` within one set."""
     from genbench.metrics import _kernels
@@ -388,7 +408,8 @@ def _numba_runner(xa: np.ndarray, xb: np.ndarray, cache_bytes: int) -> Callable[
             shape = (i1 - i0, x.shape[1] - WIN + 1, x.shape[2] - WIN + 1)
             mu = np.empty(shape, np.float32)
             var = np.empty(shape, np.float32)
-            _kernels.image_stats(x[i0:i1], w64, mu, var)
+            with torch_threads_kept():
+                _kernels.image_stats(x[i0:i1], w64, mu, var)
             return mu, var
 
         return stats
@@ -403,7 +424,8 @@ def _numba_runner(xa: np.ndarray, xb: np.ndarray, cache_bytes: int) -> Callable[
         mui, vari = cache_a.get(i0, i1)
         muj, varj = cache_b.get(j0, j1)
         res = out[: pa.size]
-        _kernels.block_pairs(xa[i0:i1], mui, vari, xb[j0:j1], muj, varj, w32, C1, C2, pa, pb, res)
+        with torch_threads_kept():
+            _kernels.block_pairs(xa[i0:i1], mui, vari, xb[j0:j1], muj, varj, w32, C1, C2, pa, pb, res)
         return res
 
     return run
