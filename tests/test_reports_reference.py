@@ -68,3 +68,27 @@ def test_cross_modality_table_regenerates_from_the_four_runs(fmt: str, name: str
     assert text.strip() == (REPORTS / name).read_text().strip()
     header = text.splitlines()[0]
     assert all(ds in header for ds in CROSS_MODALITY)
+
+
+OFFLINE_METRICS = ("fds", "ds", "mem", "c2st", "frd", "msssim", "vendi")
+
+
+@pytest.mark.parametrize("results_path", REFERENCE_RUNS, ids=lambda p: p.parent.name)
+def test_committed_runs_carry_this_waves_evaluation(results_path: Path) -> None:
+    """The references are what a current `genbench run` writes: a size-matched floor, every offline
+    metric with a confidence interval for every model and the floor, the 2000-step quick MT-DDPM."""
+    results = json.loads(results_path.read_text())
+    floor = results["floor"]
+    n_test = results["data"]["n_test"]
+    info = floor["floor_info"]
+    assert info["size_matched"] is True and info["n_real"] == info["n_synth"] == n_test
+    parts = {"floor": floor["metrics"], **{m: e["metrics"]["metrics"] for m, e in results["models"].items()}}
+    assert set(parts) >= {"floor", "wgan-gp", "pggan", "stylegan", "ddpm", "mt-ddpm"}
+    for who, metrics in parts.items():
+        for name in OFFLINE_METRICS:
+            entry = metrics[name]
+            assert entry["status"] == "ok", (who, name, entry.get("reason"))
+            lo, hi = entry["ci"]
+            assert lo <= entry["value"] <= hi and entry["ci_level"] == 0.95, (who, name)
+    assert all(entry["samples"]["n"] == n_test for entry in results["models"].values())
+    assert results["models"]["mt-ddpm"]["train"]["steps"] == 2000
