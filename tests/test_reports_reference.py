@@ -92,3 +92,12 @@ def test_committed_runs_carry_this_waves_evaluation(results_path: Path) -> None:
             assert lo <= entry["value"] <= hi and entry["ci_level"] == 0.95, (who, name)
     assert all(entry["samples"]["n"] == n_test for entry in results["models"].values())
     assert results["models"]["mt-ddpm"]["train"]["steps"] == 2000
+
+
+def test_the_chest_reference_carries_the_utility_experiment() -> None:
+    from genbench.report.utility import has_utility
+
+    results = json.loads((REPORTS / "chest" / "results.json").read_text())
+    assert has_utility([results])
+    text = (REPORTS / "chest" / "table.md").read_text()
+    assert "### Utility" in text and all(m in text for m in ("wgan-gp", "pggan", "stylegan", "ddpm", "mt-ddpm"))
