@@ -108,6 +108,19 @@ def test_layout_per_class_training_and_utility(base):
     assert "utility_accuracy" in (root / "table.csv").read_text()
 
 
+def test_reader_study_and_sample_checks_rebuild_a_labelled_runs_held_out_set(base):
+    """`genbench turing make RUN/MODEL` re-prepares the held-out set; a --utility run's data carry
+    label options (finding strength, prevalence) that must be used to get the same images."""
+    from genbench.turing.study import load_run_sets
+
+    out, _, _ = base
+    root = out / "chest" / "quick"
+    real, synth, info = load_run_sets(root / "ddpm")
+    data = json.loads((root / "data.json").read_text())
+    assert real.sha256() == data["test_sha256"] and len(real) == data["n_test"] == len(synth)
+    assert info["dataset"] == "chest"
+
+
 def test_rerun_and_standalone_command_retrain_nothing(base, tmp_path, capsys):
     out, results, _ = base
     root = out / "chest" / "quick"

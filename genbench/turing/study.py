@@ -223,12 +223,18 @@ def load_run_sets(model_dir: str | Path, *, progress: bool = False
                          "test_sha256", str(root)) from None
     data_dir = data.get("data_dir")
     cache_dir = root.parent.parent / ".cache" / "data"
+    cache = cache_dir if cache_dir.is_dir() else None
     test = None
-    # The run's --n-images is not recorded; the held-out set is the same for "every image" and
-    # for an explicit cap equal to the total, which covers both.
-    for n in (total, None):
-        prepared = prepare_dataset(name, data_dir=data_dir, size=size, n=n, seed=seed,
-                                   cache_dir=cache_dir if cache_dir.is_dir() else None)
+    record = data.get("prepare")
+    if record:  # the run recorded how it prepared the data (labelled runs: the label options too)
+        attempts = [dict(name=record["dataset"], data_dir=record.get("data_dir"), size=int(record["size"]),
+                         n=record.get("n"), seed=int(record["seed"]), options=dict(record.get("options") or {}))]
+    else:
+        # Older runs did not record --n-images; the held-out set is the same for "every image"
+        # and for an explicit cap equal to the total, which covers both.
+        attempts = [dict(name=name, data_dir=data_dir, size=size, n=n, seed=seed) for n in (total, None)]
+    for kwargs in attempts:
+        prepared = prepare_dataset(kwargs.pop("name"), **kwargs, cache_dir=cache)
         if prepared.test.sha256() == want:
             test = prepared.test
             break
