@@ -64,7 +64,7 @@ CROSS_MODALITY = ["chest", "heart", "pelvic", "abdomen"]
 @pytest.mark.parametrize("fmt,name", [("md", "table.md"), ("csv", "table.csv")])
 def test_cross_modality_table_regenerates_from_the_four_runs(fmt: str, name: str) -> None:
     results = [json.loads((REPORTS / ds / "results.json").read_text()) for ds in CROSS_MODALITY]
-    text = build_table(results, fmt, metrics=["fds", "ds"])
+    text = build_table(results, fmt, metrics=["fds", "ds", "c2st", "frd", "mem"])
     assert text.strip() == (REPORTS / name).read_text().strip()
     header = text.splitlines()[0]
     assert all(ds in header for ds in CROSS_MODALITY)
