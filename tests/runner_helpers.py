@@ -41,3 +41,37 @@ def reporter(terminal: bool = False) -> tuple[Reporter, io.StringIO]:
     """A Reporter writing to a buffer; ``terminal=True`` also draws the progress bars."""
     buf = io.StringIO()
     return Reporter(console=Console(file=buf, width=300, force_terminal=terminal)), buf
+
+
+def run_and_kill(cli_args: list[str], out: Path, root: Path, trigger: str, env: dict,
+                 timeout: float = 240.0) -> int:
+    """Start `genbench run *cli_args --out out` in a subprocess and SIGKILL it once ``trigger`` (a
+    glob under ``root``) matches; returns its exit status (-9 when it was killed)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "genbench", "run", *cli_args, "--out", str(out)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    try:
+        while proc.poll() is None and time.time() < deadline:
+            if root.is_dir() and any(root.glob(trigger)):
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+            time.sleep(0.02)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        rc = proc.wait(timeout=60)
+    return rc
+
+
+def tensor_bytes(path: Path) -> dict[str, bytes]:
+    """Every tensor of a safetensors file as raw bytes (bitwise comparison of weights)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="np") as fh:
+        return {k: fh.get_tensor(k).tobytes() for k in fh.keys()}  # noqa: SIM118 (safe_open has no __iter__)

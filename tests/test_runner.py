@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from runner_helpers import MODELS, OVERRIDES, config, reporter
+from runner_helpers import CLI_ARGS, MODELS, OVERRIDES, config, reporter, run_and_kill, tensor_bytes
 
 from genbench.errors import InputError, UsageError
 from genbench.runner import RunConfig, Runner, parse_overrides, run_benchmark
@@ -307,40 +307,6 @@ def test_stage_store_roundtrip(tmp_path):
 
 # --------------------------------------------------------------------------- kill and resume
 
-def _run_and_kill(out: Path, trigger: str, env: dict, timeout: float = 240.0) -> int:
-    """Start `genbench run` in a subprocess, SIGKILL it once ``trigger`` (a glob) matches."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    from runner_helpers import CLI_ARGS
-
-    proc = subprocess.Popen([sys.executable, "-m", "genbench", "run", *CLI_ARGS, "--out", str(out)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    root = out / "pelvic" / "quick"
-    deadline = time.time() + timeout
-    try:
-        while proc.poll() is None and time.time() < deadline:
-            if root.is_dir() and any(root.glob(trigger)):
-                os.kill(proc.pid, signal.SIGKILL)
-                break
-            time.sleep(0.02)
-    finally:
-        if proc.poll() is None and time.time() >= deadline:
-            proc.kill()
-        rc = proc.wait(timeout=60)
-    return rc
-
-
-def _tensors(path: Path) -> dict[str, bytes]:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="np") as fh:
-        return {k: fh.get_tensor(k).tobytes() for k in fh.keys()}
-
-
 def _assert_same_as_uninterrupted(out: Path, reference: dict) -> None:
     root = out / "pelvic" / "quick"
     results = json.loads((root / "results.json").read_text())
@@ -348,7 +314,7 @@ def _assert_same_as_uninterrupted(out: Path, reference: dict) -> None:
         got = results["models"][m]
         want = reference["models"][m]
         # Same trained weights (compared as tensors: safetensors' header order varies by process)
-        assert _tensors(_training_dir(root / m) / "final.safetensors") == reference["_weights"][m], m
+        assert tensor_bytes(_training_dir(root / m) / "final.safetensors") == reference["_weights"][m], m
         assert got["samples"]["npz_sha256"] == want["samples"]["npz_sha256"], m
         for metric in ("fid", "ds"):
             a, b = got["metrics"]["metrics"][metric], want["metrics"]["metrics"][metric]
@@ -364,9 +330,9 @@ def _kill_resume(base_run, tmp_path, trigger):
     out = tmp_path / "runs"
     env = dict(os.environ, TORCH_HOME=str(tmp_path / "torch_home"))
     ref = dict(base_run[1])
-    ref["_weights"] = {m: _tensors(_training_dir(base_run[0] / "pelvic/quick" / m) / "final.safetensors")
+    ref["_weights"] = {m: tensor_bytes(_training_dir(base_run[0] / "pelvic/quick" / m) / "final.safetensors")
                        for m in MODELS}
-    rc = _run_and_kill(out, trigger, env)
+    rc = run_and_kill(CLI_ARGS, out, out / "pelvic" / "quick", trigger, env)
     assert rc == -9, f"the run ended (rc={rc}) before {trigger} appeared"
     rep, buf = reporter()
     results = run_benchmark(config(out), rep)

@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-from runner_helpers import OVERRIDES, reporter
+from runner_helpers import OVERRIDES, reporter, run_and_kill, tensor_bytes
 
 from genbench.cli import main
 from genbench.io.hashing import file_sha256
@@ -41,15 +37,8 @@ def _config(out: Path, **changes) -> RunConfig:
     return RunConfig(**{**SETTINGS, "out": out, **changes})
 
 
-def _tensors(path: Path) -> dict[str, bytes]:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="np") as fh:
-        return {k: fh.get_tensor(k).tobytes() for k in fh.keys()}  # noqa: SIM118 (safe_open has no __iter__)
-
-
 def _weights(root: Path) -> dict[str, dict[str, bytes]]:
-    return {d.parent.parent.parent.name: _tensors(d)
+    return {d.parent.parent.parent.name: tensor_bytes(d)
             for d in sorted(root.glob("ddpm/class-*/training/*/final.safetensors"))}
 
 
@@ -141,21 +130,9 @@ def test_kill_inside_class_training_then_resume(base, tmp_path):
     # The same thread count as this process (which trains the reference and the resumed part):
     # bitwise equality of weights holds on one machine at one thread count.
     env = dict(os.environ, TORCH_HOME=str(tmp_path / "torch_home"), OMP_NUM_THREADS=str(torch.get_num_threads()))
-    proc = subprocess.Popen([sys.executable, "-m", "genbench", "run", *CLI_ARGS, "--out", str(out)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     root = out / "chest" / "quick"
     trigger = "ddpm/class-1/training/*/checkpoints/ckpt-00000002.pt"
-    deadline = time.time() + 600
-    try:
-        while proc.poll() is None and time.time() < deadline:
-            if root.is_dir() and any(root.glob(trigger)):
-                os.kill(proc.pid, signal.SIGKILL)
-                break
-            time.sleep(0.02)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        rc = proc.wait(timeout=60)
+    rc = run_and_kill(CLI_ARGS, out, root, trigger, env, timeout=600)
     assert rc == -9, f"the run ended (rc={rc}) before {trigger} appeared"
     assert not (root / "ddpm" / "utility.json").exists()
     rep, buf = reporter()
