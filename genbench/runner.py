@@ -42,7 +42,7 @@ from genbench import identity
 from genbench.cache import cache_dir
 from genbench.devices import resolve_device
 from genbench.errors import GenbenchError, UsageError
-from genbench.io.atomic import atomic_write_json, atomic_write_text
+from genbench.io.atomic import atomic_write_json
 from genbench.metrics.registry import REGISTRY
 from genbench.progress import ProgressFactory, Step, plain_lines, rich_bars
 from genbench.run_stages import (
@@ -498,15 +498,12 @@ class Runner:
 
     def write_outputs(self, results: dict[str, Any]) -> None:
         """results.json, the three table files and the figures (cheap: always rewritten)."""
-        from genbench.report.tables import build_table
+        from genbench.report.tables import write_run_tables
 
         if not self.say.main:
             return
         atomic_write_json(self.root / "results.json", results)
-        ok = [results]
-        atomic_write_text(self.root / "table.csv", build_table(ok, "csv"))
-        atomic_write_text(self.root / "table.md", build_table(ok, "md"))
-        atomic_write_text(self.root / "table.tex", build_table(ok, "latex", standalone=True))
+        write_run_tables(self.root, results)
         if self.cfg.figures:
             from genbench.report.figures import make_figures
 

@@ -435,3 +435,15 @@ def build_table(
     if fmt == "md":
         return to_markdown(table) + ut.utility_markdown(results)
     return ut.append_latex(to_latex(table, standalone=standalone), results, standalone)
+
+
+def write_run_tables(folder: Any, results: dict[str, Any]) -> None:
+    """A run folder's ``table.csv``, ``table.md`` and ``table.tex`` (standalone) from its results."""
+    from pathlib import Path
+
+    from genbench.io.atomic import atomic_write_text
+
+    folder = Path(folder)
+    atomic_write_text(folder / "table.csv", build_table([results], "csv"))
+    atomic_write_text(folder / "table.md", build_table([results], "md"))
+    atomic_write_text(folder / "table.tex", build_table([results], "latex", standalone=True))

@@ -171,13 +171,9 @@ def utility_for_run(
 
 def write_tables(run_dir: Path) -> None:
     """The run's table files, rebuilt from its results.json (as ``genbench run`` writes them)."""
-    from genbench.io.atomic import atomic_write_text
-    from genbench.report.tables import build_table
+    from genbench.report.tables import write_run_tables
 
-    results = [json.loads((run_dir / "results.json").read_text())]
-    atomic_write_text(run_dir / "table.csv", build_table(results, "csv"))
-    atomic_write_text(run_dir / "table.md", build_table(results, "md"))
-    atomic_write_text(run_dir / "table.tex", build_table(results, "latex", standalone=True))
+    write_run_tables(run_dir, json.loads((run_dir / "results.json").read_text()))
 
 
 def shared_entry(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
