@@ -227,14 +227,16 @@ def load_run_sets(model_dir: str | Path, *, progress: bool = False
     test = None
     record = data.get("prepare")
     if record:  # the run recorded how it prepared the data (labelled runs: the label options too)
-        attempts = [dict(name=record["dataset"], data_dir=record.get("data_dir"), size=int(record["size"]),
-                         n=record.get("n"), seed=int(record["seed"]), options=dict(record.get("options") or {}))]
+        from genbench.utility.rundir import prepare_from_record
+
+        attempts = [lambda: prepare_from_record(record, cache_dir=cache)]
     else:
         # Older runs did not record --n-images; the held-out set is the same for "every image"
         # and for an explicit cap equal to the total, which covers both.
-        attempts = [dict(name=name, data_dir=data_dir, size=size, n=n, seed=seed) for n in (total, None)]
-    for kwargs in attempts:
-        prepared = prepare_dataset(kwargs.pop("name"), **kwargs, cache_dir=cache)
+        attempts = [lambda n=n: prepare_dataset(name, data_dir=data_dir, size=size, n=n, seed=seed,
+                                                cache_dir=cache) for n in (total, None)]
+    for attempt in attempts:
+        prepared = attempt()
         if prepared.test.sha256() == want:
             test = prepared.test
             break

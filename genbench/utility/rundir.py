@@ -58,10 +58,17 @@ def prepare_record(dataset: str, data_dir: Path | None, size: int, n: int | None
             "options": {k: v for k, v in sorted(options.items()) if v is not None}}
 
 
-def load_run_data(run_dir: Path) -> RunData:
-    """The run's labelled real data, checked against the fingerprint the run recorded."""
+def prepare_from_record(record: dict[str, Any], **extra: Any) -> Any:
+    """The data set a ``prepare_record`` describes, prepared again (``extra``: e.g. cache_dir)."""
     from genbench.data import prepare_dataset
 
+    return prepare_dataset(record["dataset"], data_dir=record.get("data_dir"), size=int(record["size"]),
+                           n=record.get("n"), seed=int(record["seed"]),
+                           options=dict(record.get("options") or {}), **extra)
+
+
+def load_run_data(run_dir: Path) -> RunData:
+    """The run's labelled real data, checked against the fingerprint the run recorded."""
     path = run_dir / "data.json"
     if not path.is_file():
         raise InputError("not a genbench run folder (no data.json)", str(run_dir))
@@ -77,14 +84,7 @@ def load_run_data(run_dir: Path) -> RunData:
             "--labels folders or --label-finding NAME)",
             str(path),
         )
-    data = prepare_dataset(  # real data come from the data cache the run filled
-        rec["dataset"],
-        data_dir=rec.get("data_dir"),
-        size=int(rec["size"]),
-        n=rec.get("n"),
-        seed=int(rec["seed"]),
-        options=dict(rec.get("options") or {}),
-    )
+    data = prepare_from_record(rec)  # real data come from the data cache the run filled
     if data.fingerprint != info.get("fingerprint"):
         raise InputError(
             "the data prepared now differ from the run's (fingerprint changed: edited files or "
