@@ -196,13 +196,14 @@ def utility_stage(ctx: Any, data: Any, models: list[str], cfg: UtilityConfig
     groups = patient_groups(data.test.sources)
     results: dict[str, dict[str, Any]] = {}
     todo: dict[str, tuple[Labelled, str]] = {}
+    real_hashes = {"train": real_train.sha256(), "test": test.sha256()}  # the same for every model
     for name in models:
         mdir = ctx.root / name
         pool = class_samples(mdir, classes)
         if pool is None:
             continue  # the model failed before sampling: reported with its error
-        key = content_key(stage="utility", train=real_train.sha256(), test=test.sha256(),
-                          synthetic=pool.sha256(), classes=classes, settings=cfg.identity())
+        key = content_key(stage="utility", **real_hashes, synthetic=pool.sha256(), classes=classes,
+                          settings=cfg.identity())
         if not ctx.force and StageStore(mdir).done("utility", key):
             results[name] = json.loads((mdir / "utility.json").read_text())
             ctx.say.say(f"{name}: utility done (cached)")
