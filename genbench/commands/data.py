@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from genbench.commands.options import FINDING_STRENGTH, LABEL_FINDING, LABELS
 from genbench.errors import UsageError
 
 data_app = typer.Typer(
@@ -81,15 +82,9 @@ def prepare(
     ),
     out: Path | None = typer.Option(None, "--out", help="Also write train/test as an .npz here."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
-    labels: str | None = typer.Option(
-        None, "--labels", help="Class labels: phantom (its finding) | folders (DIR/<class>/...)."
-    ),
-    label_finding: str | None = typer.Option(
-        None, "--label-finding", help="chest: Data_Entry_2017.csv finding vs 'No Finding'."
-    ),
-    finding_strength: float | None = typer.Option(
-        None, "--finding-strength", help="Labelled phantom: visibility of the finding (default 1)."
-    ),
+    labels: str | None = LABELS,
+    label_finding: str | None = LABEL_FINDING,
+    finding_strength: float | None = FINDING_STRENGTH,
 ) -> None:
     """Prepare a preset (phantom or --data) and report what was used."""
     from genbench.data import prepare_dataset

@@ -21,6 +21,13 @@ import typer
 
 _UNSET: Any = None
 
+# A data set's class labels, the same three options in `genbench data prepare` and `genbench run`.
+LABELS = typer.Option(None, "--labels", help="Class labels: phantom (its finding) | folders (DIR/<class>/...).")
+LABEL_FINDING = typer.Option(None, "--label-finding", help="chest: Data_Entry_2017.csv finding vs 'No Finding'.")
+FINDING_STRENGTH = typer.Option(
+    None, "--finding-strength", help="Labelled phantom: visibility of the finding (default 1)."
+)
+
 
 def eval_option_fields(command: str) -> list[dataclasses.Field]:
     from genbench.metrics.pipeline import EvalOptions

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from genbench.commands.options import with_eval_options
+from genbench.commands.options import FINDING_STRENGTH, LABEL_FINDING, LABELS, with_eval_options
 
 
 @with_eval_options("run")
@@ -46,15 +46,9 @@ def run(
     utility: bool = typer.Option(
         False, "--utility", help="Per-class generators + the downstream classifier experiment."
     ),
-    labels: str | None = typer.Option(
-        None, "--labels", help="Class labels: phantom (its finding) | folders (DIR/<class>/...)."
-    ),
-    label_finding: str | None = typer.Option(
-        None, "--label-finding", help="chest: Data_Entry_2017.csv finding vs 'No Finding'."
-    ),
-    finding_strength: float | None = typer.Option(
-        None, "--finding-strength", help="Labelled phantom: visibility of the finding (default 1)."
-    ),
+    labels: str | None = LABELS,
+    label_finding: str | None = LABEL_FINDING,
+    finding_strength: float | None = FINDING_STRENGTH,
     utility_seeds: int = typer.Option(3, "--utility-seeds", help="Classifier seeds per training set."),
     classifier: str | None = typer.Option(
         None, "--classifier", help="resnet18 | resnet18-narrow | densenet121 | tiny (default: the preset's)."
