@@ -165,7 +165,6 @@ class DDPM(SampleOverrides, BaseGenerator):
         )
 
 
-
 def create(preset: str = "quick", resolution: int | None = None, **overrides: Any) -> DDPM:
     """Entry point of ``ddpm``: ``create(preset="quick"|"paper", resolution=None, **overrides)``."""
     reject_renamed("ddpm", overrides)

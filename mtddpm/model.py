@@ -303,7 +303,6 @@ class MTDDPM(SampleOverrides, BaseGenerator):
         )
 
 
-
 def create(preset: str = "quick", resolution: int | None = None, **overrides: Any) -> MTDDPM:
     """Entry point of ``mt-ddpm``: ``create(preset="quick"|"paper", resolution=None, **overrides)``."""
     reject_renamed(NAME, overrides)
