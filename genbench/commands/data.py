@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from genbench.commands.options import FINDING_STRENGTH, LABEL_FINDING, LABELS
+from genbench.commands.options import FINDING_STRENGTH_OPTION, LABEL_FINDING_OPTION, LABELS_OPTION
 from genbench.errors import UsageError
 
 data_app = typer.Typer(
@@ -82,9 +82,9 @@ def prepare(
     ),
     out: Path | None = typer.Option(None, "--out", help="Also write train/test as an .npz here."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
-    labels: str | None = LABELS,
-    label_finding: str | None = LABEL_FINDING,
-    finding_strength: float | None = FINDING_STRENGTH,
+    labels: str | None = LABELS_OPTION,
+    label_finding: str | None = LABEL_FINDING_OPTION,
+    finding_strength: float | None = FINDING_STRENGTH_OPTION,
 ) -> None:
     """Prepare a preset (phantom or --data) and report what was used."""
     from genbench.data import prepare_dataset

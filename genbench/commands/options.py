@@ -22,9 +22,13 @@ import typer
 _UNSET: Any = None
 
 # A data set's class labels, the same three options in `genbench data prepare` and `genbench run`.
-LABELS = typer.Option(None, "--labels", help="Class labels: phantom (its finding) | folders (DIR/<class>/...).")
-LABEL_FINDING = typer.Option(None, "--label-finding", help="chest: Data_Entry_2017.csv finding vs 'No Finding'.")
-FINDING_STRENGTH = typer.Option(
+LABELS_OPTION = typer.Option(
+    None, "--labels", help="Class labels: phantom (its finding) | folders (DIR/<class>/...)."
+)
+LABEL_FINDING_OPTION = typer.Option(
+    None, "--label-finding", help="chest: Data_Entry_2017.csv finding vs 'No Finding'."
+)
+FINDING_STRENGTH_OPTION = typer.Option(
     None, "--finding-strength", help="Labelled phantom: visibility of the finding (default 1)."
 )
 

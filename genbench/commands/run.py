@@ -6,7 +6,12 @@ from pathlib import Path
 
 import typer
 
-from genbench.commands.options import FINDING_STRENGTH, LABEL_FINDING, LABELS, with_eval_options
+from genbench.commands.options import (
+    FINDING_STRENGTH_OPTION,
+    LABEL_FINDING_OPTION,
+    LABELS_OPTION,
+    with_eval_options,
+)
 
 
 @with_eval_options("run")
@@ -46,9 +51,9 @@ def run(
     utility: bool = typer.Option(
         False, "--utility", help="Per-class generators + the downstream classifier experiment."
     ),
-    labels: str | None = LABELS,
-    label_finding: str | None = LABEL_FINDING,
-    finding_strength: float | None = FINDING_STRENGTH,
+    labels: str | None = LABELS_OPTION,
+    label_finding: str | None = LABEL_FINDING_OPTION,
+    finding_strength: float | None = FINDING_STRENGTH_OPTION,
     utility_seeds: int = typer.Option(3, "--utility-seeds", help="Classifier seeds per training set."),
     classifier: str | None = typer.Option(
         None, "--classifier", help="resnet18 | resnet18-narrow | densenet121 | tiny (default: the preset's)."
